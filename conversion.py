@@ -27,18 +27,43 @@ import os
 import struct
 import tempfile
 import time
+import typing
 
 import numpy as np
 
+import data_format
 import drawing
+from cli import UserError, check, option
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
 _LENGTH = struct.Struct("<I")
 _BATCH_LINES = 256
 
 
-class ConversionError(Exception):
-    """A conversion that cannot go on; the message is one line for the user."""
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig:
+    """What create_dataset.py converts, and how; each field is also its flag."""
+    ndjson_path: str = option(help="Directory of <class>.ndjson or .ndjson.gz files.")
+    output_path: str = option(help="Directory for the TFRecord shards and classes file.")
+    train_observations_per_class: int = option(
+        10000, "Training drawings per class: the first usable ones of each file.")
+    eval_observations_per_class: int = option(
+        1000, "Eval drawings per class: the usable ones that follow the training ones.")
+    output_shards: int = option(10, "Number of shards for each of training and eval.",
+                                minimum=1)
+    classes_file: typing.Optional[str] = option(
+        None, "Optional file of class names, one a line: only these classes are read, and "
+        "their indices follow its order. Default: every file, sorted by name.")
+    seed: int = option(0, "Seed of the shuffle; the same seed gives identical files.")
+    num_workers: int = option(
+        os.cpu_count() or 1, "Processes that read and convert classes in parallel; 1 "
+        "converts in this process. The output does not depend on it.", minimum=1)
+
+    def __post_init__(self):
+        train, eval_ = self.train_observations_per_class, self.eval_observations_per_class
+        if train < 0 or eval_ < 0 or train + eval_ == 0:
+            raise UserError("the observations per class must be >= 0 and not both 0")
+        check(self)
 
 
 @dataclasses.dataclass
@@ -94,8 +119,8 @@ def _extract_class(task):
                 break
             parsed = drawing.parse_lines(batch, expected_word=name)
             result.skipped.update(reason for _, reason in parsed.skipped)
-            ink = drawing.points_to_ink(parsed.points, parsed.lengths)
-            for features in drawing.encode_ink_features(ink, parsed.lengths - 1):
+            for features in data_format.encode_ink_features(
+                    *drawing.points_to_ink(parsed.points, parsed.lengths)):
                 out = train_file if kept < train_per_class else eval_file
                 out.write(_LENGTH.pack(len(features)))
                 out.write(features)
@@ -111,19 +136,16 @@ def _read_records(path):
             yield f.read(_LENGTH.unpack(header)[0])
 
 
-def _shard_name(prefix, shard, shards):
-    return f"{prefix}-{shard:05d}-of-{shards:05d}"
-
-
 def _write_split(sources, counts, tmp_dir, prefix, shards, rng):
     """Stage 2 for one split: copies the classes' records into shards in a seeded order."""
     import tensorflow as tf
     order = rng.permutation(np.repeat(np.arange(len(counts), dtype=np.int32), counts))
     readers = [_read_records(path) for path in sources]
-    paths = [os.path.join(tmp_dir, _shard_name(prefix, s, shards)) for s in range(shards)]
+    paths = [os.path.join(tmp_dir, data_format.shard_name(prefix, s, shards))
+             for s in range(shards)]
     writers = [tf.io.TFRecordWriter(p) for p in paths]
     for position, c in enumerate(order.tolist()):
-        writers[position % shards].write(drawing.encode_example(next(readers[c]), c))
+        writers[position % shards].write(data_format.encode_example(next(readers[c]), c))
     for w in writers:
         w.close()
     return paths
@@ -133,7 +155,7 @@ def list_class_files(ndjson_path, log):
     """{class name: path} for every *.ndjson(.gz) file in the folder, other files logged."""
     import tensorflow as tf
     if not tf.io.gfile.isdir(ndjson_path):
-        raise ConversionError(f"--ndjson_path {ndjson_path!r} is not a directory")
+        raise UserError(f"--ndjson_path {ndjson_path!r} is not a directory")
     files = {}
     for filename in sorted(tf.io.gfile.listdir(ndjson_path)):
         name = class_name(filename)
@@ -147,34 +169,29 @@ def list_class_files(ndjson_path, log):
     return files
 
 
-def convert(ndjson_path, output_path, train_per_class=10000, eval_per_class=1000,
-            output_shards=10, seed=0, classes=None, num_workers=1, log=print, warn=print,
-            progress_seconds=10.0):
-    """Converts a folder of ndjson files; returns a ClassResult for every class read.
+def convert(config, log=print, warn=print, progress_seconds=10.0):
+    """Converts config.ndjson_path's files; returns a ClassResult for every class read.
 
-    classes: optional list of class names; restricts the classes read and fixes their order.
-    By default every class found is used, in sorted order. A class with no usable drawing is
-    left out of the output and the indices of the classes after it move up by one.
+    With config.classes_file only its classes are read, in its order; else every class
+    found, in sorted order. A class with no usable drawing is left out of the output and the
+    indices of the classes after it move up by one.
     """
     import tensorflow as tf
-    if train_per_class < 0 or eval_per_class < 0 or train_per_class + eval_per_class == 0:
-        raise ConversionError("the observations per class must be >= 0 and not both 0")
-    if output_shards < 1:
-        raise ConversionError("--output_shards must be at least 1")
-    if num_workers < 1:
-        raise ConversionError("--num_workers must be at least 1")
+    ndjson_path, output_path = config.ndjson_path, config.output_path
+    train_per_class = config.train_observations_per_class
+    eval_per_class = config.eval_observations_per_class
+    output_shards = config.output_shards
     files = list_class_files(ndjson_path, log)
-    if classes is None:
+    if config.classes_file is None:
         classes = sorted(files)
     else:
-        if len(set(classes)) != len(classes):
-            raise ConversionError("the classes file names a class twice")
+        classes = data_format.read_classes(config.classes_file, flag="classes_file")
         for name in classes:
             if name not in files:
                 warn(f"class {name!r} has no file in {ndjson_path}; left out")
         classes = [name for name in classes if name in files]
     if not classes:
-        raise ConversionError(f"no .ndjson or .ndjson.gz file to read in {ndjson_path}")
+        raise UserError(f"no .ndjson or .ndjson.gz file to read in {ndjson_path}")
 
     tf.io.gfile.makedirs(output_path)
     local_output = "://" not in output_path
@@ -183,7 +200,7 @@ def convert(ndjson_path, output_path, train_per_class=10000, eval_per_class=1000
     with tempfile.TemporaryDirectory(prefix=".create_dataset-", dir=tmp_root) as tmp_dir:
         tasks = [(i, name, files[name], train_per_class, eval_per_class, tmp_dir)
                  for i, name in enumerate(classes)]
-        results = _run_stage1(tasks, num_workers, log, progress_seconds)
+        results = _run_stage1(tasks, config.num_workers, log, progress_seconds)
         for r in results:
             if r.error:
                 warn(f"class {r.name!r}: stopped reading early: {r.error}")
@@ -194,11 +211,11 @@ def convert(ndjson_path, output_path, train_per_class=10000, eval_per_class=1000
                      f"(asked for {train_per_class} and {eval_per_class})")
         used = [i for i, r in enumerate(results) if r.train + r.eval > 0]
         if not used:
-            raise ConversionError(f"no usable drawing in {ndjson_path}; "
+            raise UserError(f"no usable drawing in {ndjson_path}; "
                                   f"skipped lines: {dict(_total_skips(results))}")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(config.seed)
         written = []
-        for split, prefix in (("train", "training.tfrecord"), ("eval", "eval.tfrecord")):
+        for split, prefix in (("train", data_format.TRAINING), ("eval", data_format.EVAL)):
             # A kept class's index is its position among the kept classes.
             sources = [os.path.join(tmp_dir, f"{i}.{split}") for i in used]
             counts = [getattr(results[i], split) for i in used]
@@ -207,10 +224,9 @@ def convert(ndjson_path, output_path, train_per_class=10000, eval_per_class=1000
                 f"{final_prefix}-*-of-{output_shards:05d}")
             written += [(p, os.path.join(output_path, os.path.basename(p))) for p in
                         _write_split(sources, counts, tmp_dir, prefix, output_shards, rng)]
-        classes_tmp = os.path.join(tmp_dir, "training.tfrecord.classes")
-        with open(classes_tmp, "w", encoding="utf-8") as f:
-            f.writelines(results[i].name + "\n" for i in used)
-        written.append((classes_tmp, os.path.join(output_path, "training.tfrecord.classes")))
+        classes_tmp = os.path.join(tmp_dir, data_format.CLASSES)
+        data_format.write_classes(classes_tmp, [results[i].name for i in used])
+        written.append((classes_tmp, os.path.join(output_path, data_format.CLASSES)))
         _remove_stale_shards(output_path, output_shards, log)
         for tmp, final in written:
             if local_output:
@@ -223,8 +239,8 @@ def convert(ndjson_path, output_path, train_per_class=10000, eval_per_class=1000
 def _remove_stale_shards(output_path, output_shards, log):
     """Deletes shards of an earlier run with another shard count: a glob would mix them in."""
     import tensorflow as tf
-    for prefix in ("training.tfrecord", "eval.tfrecord"):
-        for path in tf.io.gfile.glob(os.path.join(output_path, f"{prefix}-?????-of-?????")):
+    for prefix in (data_format.TRAINING, data_format.EVAL):
+        for path in tf.io.gfile.glob(data_format.shard_pattern(output_path, prefix)):
             if not path.endswith(f"-of-{output_shards:05d}"):
                 log(f"removing {path}: left by an earlier run with another --output_shards")
                 tf.io.gfile.remove(path)

@@ -10,11 +10,11 @@ A drawing arrives as Quick, Draw! strokes: a list of `[[x...], [y...]]` (the dat
                      of consecutive points, dropping the first point: shape [points - 1, 3].
 
 This module imports no TensorFlow: the converter's worker processes use it, and they start
-faster without it. The in-graph twin of `points_to_ink` lives in `serving.py`.
+faster without it. The in-graph twin of `points_to_ink` lives in `serving.py`; how ink is
+stored in TFRecords, in `data_format.py`.
 """
 
 import dataclasses
-import functools
 import json
 
 import numpy as np
@@ -172,19 +172,20 @@ def parse_lines(lines, expected_word=None):
 
 
 def points_to_ink(points, lengths=None):
-    """The tutorial's preprocessing, on a ragged batch: points [sum(lengths), 3] -> ink.
+    """The tutorial's preprocessing, on a ragged batch: points [sum(lengths), 3] -> (ink,
+    ink_lengths).
 
     Per drawing: x and y scaled to [0, 1] by its bounding box (an axis of zero extent is left
     unscaled), then differences of consecutive points, dropping the first point. Returns
-    float32 ink [sum(lengths) - len(lengths), 3]: each drawing has one row fewer. `lengths`
-    None means one drawing.
+    float32 ink [sum(ink_lengths), 3] and ink_lengths = lengths - 1: each drawing has one row
+    fewer than it has points. `lengths` None means one drawing.
     """
     points = np.asarray(points, dtype=np.float32)
     if lengths is None:
         lengths = [len(points)]
     lengths = np.asarray(lengths, dtype=np.int64)
     if not len(lengths):
-        return np.zeros((0, 3), dtype=np.float32)
+        return np.zeros((0, 3), dtype=np.float32), lengths
     starts = np.cumsum(lengths) - lengths
     lower = np.minimum.reduceat(points[:, :2], starts, axis=0)
     scale = np.maximum.reduceat(points[:, :2], starts, axis=0) - lower
@@ -196,7 +197,7 @@ def points_to_ink(points, lengths=None):
     ink = np.empty((len(points) - len(lengths), 3), dtype=np.float32)
     ink[:, :2] = (xy[1:] - xy[:-1])[not_first[1:]]
     ink[:, 2] = points[not_first, 2]
-    return ink
+    return ink, lengths - 1
 
 
 def pad(ragged, lengths):
@@ -210,66 +211,3 @@ def pad(ragged, lengths):
 def split_ink(ink, ink_lengths):
     """A ragged batch -> a list of per-drawing [n, 3] arrays (views, no copies)."""
     return np.split(ink, np.cumsum(ink_lengths)[:-1])
-
-
-# tf.train.Example encoded by hand: the converter writes millions of them, and building the
-# protobuf message costs more than the rest of the conversion. The bytes equal
-# tf.train.Example.SerializeToString(deterministic=True) (tests/test_drawing.py checks it):
-#   Example{1: Features{1: map entry{1: key, 2: Feature{2: FloatList | 3: Int64List}}}}
-# with map entries sorted by key and repeated numbers packed.
-
-def _varint(value):
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number, payload):
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _map_entry(key, kind, payload):
-    return _field(1, _field(1, key) + _field(2, _field(kind, _field(1, payload))))
-
-
-_FLOAT_LIST, _INT64_LIST = 2, 3
-
-
-@functools.lru_cache(maxsize=4096)
-def _ink_entry_prefix(rows):
-    # The float data ends the `ink` map entry, so everything before it depends only on `rows`.
-    return _map_entry(b"ink", _FLOAT_LIST, bytes(12 * rows))[:-12 * rows]
-
-
-@functools.lru_cache(maxsize=4096)
-def _shape_entry(rows):
-    return _map_entry(b"shape", _INT64_LIST, _varint(rows) + _varint(3))
-
-
-@functools.lru_cache(maxsize=4096)
-def _class_entry(class_index):
-    return _map_entry(b"class_index", _INT64_LIST, _varint(class_index))
-
-
-def encode_ink_features(ink, ink_lengths):
-    """The `ink` and `shape` map entries of each drawing's Example, from a ragged batch."""
-    data = np.ascontiguousarray(ink, dtype="<f4").tobytes()
-    features, offset = [], 0
-    for rows in np.asarray(ink_lengths).tolist():
-        end = offset + 12 * rows
-        features.append(_ink_entry_prefix(rows) + data[offset:end] + _shape_entry(rows))
-        offset = end
-    return features
-
-
-def encode_example(ink_features, class_index):
-    """A serialized tf.train.Example from one `encode_ink_features` item and a class index.
-
-    The class index is added last because the converter only knows it once every class has
-    been read (a class with no usable drawing gets no index).
-    """
-    return _field(1, _class_entry(class_index) + ink_features)

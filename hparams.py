@@ -1,33 +1,74 @@
-"""A run's hyperparameters and classes, saved beside its checkpoints as MODEL_DIR/hparams.json.
-
-The first run of a model_dir writes the file; later runs, predict.py and the exporter rebuild
-the exact model from it.
+"""The model's hyperparameters, declared once: names, the tutorial's defaults, help, checks,
+and whether they decide the variables. train_model.py's flags are derived from this
+declaration; a run saves its values as MODEL_DIR/hparams.json, from which later runs,
+predict.py and the exporter rebuild the exact model.
 """
 
+import dataclasses
 import json
 import os
 
 import tensorflow as tf
 
-import model
+import recurrent
+from cli import UserError, check, option
 
 FILENAME = "hparams.json"
 
 
-class HParamsError(Exception):
-    """Hyperparameters that contradict a model_dir's saved ones; the message is one line."""
+def _architecture(default, help, **checks):
+    """A hyperparameter that decides the variables: a checkpoint only restores into a model
+    built with the same value."""
+    return option(default, help, architecture=True, **checks)
 
 
-def read_classes(path):
-    """The class names in a classes file, one a line; HParamsError if none can be read."""
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            classes = [line.strip() for line in f if line.strip()]
-    except tf.errors.OpError as e:
-        raise HParamsError(f"cannot read the classes file {path}: {e.message}") from None
-    if not classes:
-        raise HParamsError(f"the classes file {path} names no class")
-    return classes
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    num_layers: int = _architecture(3, "Number of bidirectional recurrent layers.", minimum=1)
+    num_nodes: int = _architecture(128, "Units in each direction of a recurrent layer.",
+                                   minimum=1)
+    num_conv: tuple = _architecture((48, 64, 96), "Filters of each conv1d layer.")
+    conv_len: tuple = _architecture((5, 5, 3), "Width of each conv1d layer.")
+    cell: str = _architecture("lstm", "Recurrent cell.", choices=tuple(recurrent.CELLS))
+    batch_norm: bool = _architecture(False, "Batch normalization before each conv.")
+    dropout: float = option(0.3, "Dropout rate before convs 2.. and after each recurrent layer.",
+                            minimum=0, below=1)
+    learning_rate: float = option(0.0001, "Adam's learning rate.")
+    gradient_clipping_norm: float = option(9.0, "Gradients are clipped to this global norm.")
+    batch_size: int = option(8, "Training batch size.", minimum=1)
+    rnn_kernel: str = option(
+        "auto", "What runs the recurrent layers; every kernel reads the same variables. loop: "
+        "a while loop of matmuls; block: TensorFlow's fused CPU op (lstm only); cudnn: cuDNN "
+        "on a GPU (the loop without one); auto: cudnn when a GPU is visible, else loop.",
+        choices=recurrent.KERNELS)
+    classes: tuple = _architecture((), "The class names; a class's index is its position.",
+                                   flag=False)
+
+    def __post_init__(self):
+        check(self)
+        if len(self.num_conv) != len(self.conv_len):
+            raise UserError("--num_conv and --conv_len must have the same length")
+        recurrent.check_kernel(self.cell, self.rnn_kernel)
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+
+ARCHITECTURE = tuple(f.name for f in dataclasses.fields(HParams) if f.metadata.get("architecture"))
+
+
+def from_dict(values):
+    """HParams from hparams.json's dict (lists become tuples; an unknown key is an error)."""
+    values = dict(values)
+    legacy_cell_type = values.pop("cell_type", None)  # before cell and rnn_kernel were apart
+    if legacy_cell_type is not None:
+        values.setdefault("rnn_kernel", "block" if legacy_cell_type == "block_lstm" else "auto")
+    values.pop("num_classes", None)  # derived from classes
+    known = {f.name for f in dataclasses.fields(HParams)}
+    if set(values) - known:
+        raise UserError(f"unknown hyperparameters {sorted(set(values) - known)}")
+    return HParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def load(model_dir):
@@ -36,47 +77,49 @@ def load(model_dir):
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+        return from_dict(json.load(f))
 
 
 def write(model_dir, hparams):
     tf.io.gfile.makedirs(model_dir)
     tmp = os.path.join(model_dir, FILENAME + ".tmp")
     with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(hparams, f, indent=2, sort_keys=True)
+        json.dump(dataclasses.asdict(hparams), f, indent=2, sort_keys=True)
         f.write("\n")
     tf.io.gfile.rename(tmp, os.path.join(model_dir, FILENAME), overwrite=True)
 
 
-def resolve(model_dir, requested, explicit, save=True):
-    """The hyperparameters for a run of model_dir.
+def resolve(model_dir, overrides, classes, save=True):
+    """The hyperparameters of a run of model_dir.
 
-    requested: every hyperparameter, from flags and the classes file; explicit: the names the
-    user set on the command line. With no saved file, `requested` is used (and saved if
-    `save`). Otherwise
-    the saved model wins: an explicit value that would change the variables (or the classes)
-    is an error, and explicit training settings (learning rate, batch size, cell type, ...)
-    override the saved ones for this run.
+    overrides: the hyperparameters the user set ({name: value}; the others keep their saved
+    or default values); classes: the classes file's names. With nothing saved in model_dir,
+    the defaults with the overrides (saved there if `save`). Otherwise the saved model wins:
+    an override or classes that would change the variables are an error, and the other
+    overrides (learning rate, batch size, kernel, ...) apply to this run.
     """
     saved = load(model_dir)
     if saved is None:
+        hparams = HParams(**overrides, classes=tuple(classes))
         if save:
-            write(model_dir, requested)
-        return dict(requested)
-    if saved["classes"] != requested["classes"]:
-        raise HParamsError(
-            f"{model_dir} holds a model of {len(saved['classes'])} classes "
-            f"({_preview(saved['classes'])}), not the {len(requested['classes'])} of the "
-            f"classes file ({_preview(requested['classes'])}); use another --model_dir")
-    for key in model.ARCHITECTURE_KEYS:
-        if key in explicit and requested[key] != saved[key]:
-            raise HParamsError(
-                f"--{key}={requested[key]} contradicts the model saved in {model_dir} "
-                f"({key}={saved[key]}); drop the flag or use another --model_dir")
-    merged = dict(saved)
-    merged.update({k: v for k, v in requested.items()
-                   if k in explicit and k not in model.ARCHITECTURE_KEYS})
-    return merged
+            write(model_dir, hparams)
+        return hparams
+    if saved.classes != tuple(classes):
+        raise UserError(
+            f"{model_dir} holds a model of {saved.num_classes} classes "
+            f"({_preview(saved.classes)}), not the {len(classes)} of the classes file "
+            f"({_preview(classes)}); use another --model_dir")
+    for key in ARCHITECTURE:
+        if key in overrides and overrides[key] != getattr(saved, key):
+            raise UserError(
+                f"--{key}={_flag_text(overrides[key])} contradicts the model saved in "
+                f"{model_dir} ({key}={_flag_text(getattr(saved, key))}); drop the flag or "
+                f"use another --model_dir")
+    return dataclasses.replace(saved, **overrides)
+
+
+def _flag_text(value):
+    return json.dumps(list(value)) if isinstance(value, tuple) else value
 
 
 def _preview(classes, count=3):

@@ -11,11 +11,8 @@ drawing is still read once an epoch, and evaluation still sees every drawing exa
 
 import tensorflow as tf
 
-_FEATURES = {
-    "ink": tf.io.VarLenFeature(tf.float32),
-    "shape": tf.io.FixedLenFeature([2], tf.int64),
-    "class_index": tf.io.FixedLenFeature([1], tf.int64),
-}
+import data_format
+
 _PARSE_BATCH = 256
 # Drawings have 50 points on average, 100 at the 95th percentile, over 700 at most.
 BUCKET_BOUNDARIES = [12, 16, 20, 24, 28, 32, 36, 40, 46, 52, 60, 70, 80, 95, 115, 140, 180,
@@ -25,13 +22,11 @@ BUCKET_BOUNDARIES = [12, 16, 20, 24, 28, 32, 36, 40, 46, 52, 60, 70, 80, 95, 115
 def _parse(serialized, max_points):
     """A batch of serialized Examples -> (ragged ink [batch, None, 3], lengths, labels),
     each drawing cropped to max_points if not 0."""
-    parsed = tf.io.parse_example(serialized, _FEATURES)
-    lengths = parsed["shape"][:, 0]
-    ink = tf.RaggedTensor.from_row_lengths(tf.reshape(parsed["ink"].values, [-1, 3]), lengths)
+    ink, lengths, labels = data_format.parse_examples(serialized)
     if max_points:
         ink = ink[:, :max_points]
         lengths = tf.minimum(lengths, max_points)
-    return ink, lengths, parsed["class_index"][:, 0]
+    return ink, lengths, labels
 
 
 def _features(ink, lengths, labels):

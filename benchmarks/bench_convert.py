@@ -85,9 +85,10 @@ def best_time(run, repeats):
 
 
 def project_convert(out, num_workers):
-    results = conversion.convert(FLAGS.ndjson_path, out, train_per_class=10**9,
-                                 eval_per_class=0, num_workers=num_workers,
-                                 log=lambda _: None, warn=lambda _: None)
+    config = conversion.ConvertConfig(
+        ndjson_path=FLAGS.ndjson_path, output_path=out, train_observations_per_class=10**9,
+        eval_observations_per_class=0, num_workers=num_workers)
+    results = conversion.convert(config, log=lambda _: None, warn=lambda _: None)
     return sum(r.train for r in results)
 
 

@@ -11,6 +11,7 @@ one drawing's prediction through the exported SavedModel (median of repeated cal
 loading). The model is the tutorial's default (3x128 BiLSTM, convs [48, 64, 96]).
 """
 
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -24,10 +25,12 @@ import quiet_tf  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+import classifier  # noqa: E402
+import data_format  # noqa: E402
 import drawing  # noqa: E402
+import hparams  # noqa: E402
 import input_pipeline  # noqa: E402
 import model  # noqa: E402
-import predictor  # noqa: E402
 import serving  # noqa: E402
 
 flags.DEFINE_float("seconds", 20.0, "Measured seconds of each training configuration.")
@@ -42,7 +45,7 @@ def training_rate(pattern, params, batch_size, bucket):
         dataset = input_pipeline.input_fn(pattern, True, batch_size, seed=0, bucket=bucket)
         features, labels = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
         spec = model.model_fn(features, labels, tf.estimator.ModeKeys.TRAIN,
-                              dict(params, batch_size=batch_size))
+                              dataclasses.replace(params, batch_size=batch_size))
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
             for _ in range(5):
@@ -84,12 +87,11 @@ def prediction_latency(data_dir, params, work_dir, calls=200):
     estimator = tf.estimator.Estimator(model.model_fn, model_dir=os.path.join(work_dir, "m"),
                                        params=params)
     estimator.train(lambda: input_pipeline.input_fn(
-        os.path.join(data_dir, "training.tfrecord-*"), True, 8), steps=1)
+        data_format.shard_pattern(data_dir, data_format.TRAINING), True, 8), steps=1)
     export = estimator.export_saved_model(
         os.path.join(work_dir, "export"), serving.serving_input_receiver_fn,
-        assets_extra={serving.CLASSES_ASSET: os.path.join(data_dir,
-                                                          "training.tfrecord.classes")})
-    loaded = predictor.from_saved_model(export.decode())
+        assets_extra={serving.CLASSES_ASSET: os.path.join(data_dir, data_format.CLASSES)})
+    loaded = classifier.from_saved_model(export.decode())
     with open(os.path.join(FLAGS.ndjson_path, "cat.ndjson"), "rb") as f:
         parsed = drawing.parse_lines([f.readline()])
     loaded.predict(parsed.points, parsed.lengths)
@@ -113,12 +115,12 @@ def main(_):
                         "--eval_observations_per_class=20"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         convert_seconds = time.perf_counter() - start
-        with open(os.path.join(data_dir, "training.tfrecord.classes")) as f:
-            classes = f.read().split("\n")[:-1]
-        converted = sum(1 for split in ("training", "eval") for _ in tf.data.TFRecordDataset(
-            tf.io.gfile.glob(os.path.join(data_dir, f"{split}.tfrecord-*"))))
-        params = dict(model.DEFAULT_HPARAMS, classes=classes, num_classes=len(classes))
-        train = os.path.join(data_dir, "training.tfrecord-*")
+        classes = data_format.read_classes(os.path.join(data_dir, data_format.CLASSES))
+        train = data_format.shard_pattern(data_dir, data_format.TRAINING)
+        evals = data_format.shard_pattern(data_dir, data_format.EVAL)
+        converted = sum(1 for pattern in (train, evals)
+                        for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern)))
+        params = hparams.HParams(classes=tuple(classes))
         rows = []
         for batch_size in (8, 64):
             plain = training_rate(train, params, batch_size, bucket=False)
@@ -127,7 +129,7 @@ def main(_):
             rows.append((f"training, batch {batch_size}, bucketed", bucketed,
                          f"{bucketed / plain:.2f}x plain"))
         rows.append(("evaluation, whole eval set, batch 64",
-                     eval_rate(os.path.join(data_dir, "eval.tfrecord-*"), params), ""))
+                     eval_rate(evals, params), ""))
         rows.append(("create_dataset.py, the whole command", converted / convert_seconds,
                      "start-up included; see bench_convert.py"))
         latency, points = prediction_latency(data_dir, params, work_dir)

@@ -1,9 +1,9 @@
 import glob
+import logging
 import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -14,6 +14,15 @@ QUICKDRAW = os.path.join(SHARED, "quickdraw")
 BAD_INPUT = os.path.join(SHARED, "bad_input", "mixed")
 SAMPLE = os.path.join(REPO, "data", "sample")
 sys.path.insert(0, REPO)
+
+import conversion  # noqa: E402
+
+# A small model that learns the 4-class test set in 150 steps.
+SMALL_HPARAMS = {"num_layers": 1, "num_nodes": 32, "num_conv": (16, 16), "conv_len": (5, 3),
+                 "batch_size": 32, "learning_rate": 0.005, "dropout": 0.0}
+SMALL_MODEL = ["--num_layers=1", "--num_nodes=32", "--num_conv=[16, 16]", "--conv_len=[5, 3]",
+               "--batch_size=32", "--learning_rate=0.005", "--dropout=0",
+               "--save_summary_steps=20"]
 
 
 def run(script, *args, check=True, timeout=600, **kwargs):
@@ -32,18 +41,15 @@ def error_line(result):
     return result.stderr.strip().splitlines()[-1]
 
 
-def read_examples(pattern):
-    """[(class_index, ink [n, 3])] of every Example in the files matching pattern, in order."""
-    import tensorflow as tf
-    out = []
-    for path in sorted(glob.glob(pattern)):
-        for record in tf.compat.v1.io.tf_record_iterator(path):
-            example = tf.train.Example.FromString(record)
-            feature = example.features.feature
-            shape = list(feature["shape"].int64_list.value)
-            ink = np.array(feature["ink"].float_list.value, dtype=np.float32).reshape(shape)
-            out.append((feature["class_index"].int64_list.value[0], ink))
-    return out
+def quiet(_):
+    pass
+
+
+def convert(ndjson_path, output_path, **fields):
+    """conversion.convert in this process, silently; returns its ClassResults."""
+    config = conversion.ConvertConfig(ndjson_path=str(ndjson_path),
+                                      output_path=str(output_path), **fields)
+    return conversion.convert(config, log=quiet, warn=quiet)
 
 
 @pytest.fixture(scope="session")
@@ -55,23 +61,37 @@ def quickdraw_subset(tmp_path_factory):
     return str(folder)
 
 
-SMALL_MODEL = ["--num_layers=1", "--num_nodes=32", "--num_conv=[16, 16]", "--conv_len=[5, 3]",
-               "--batch_size=32", "--learning_rate=0.005", "--dropout=0",
-               "--save_summary_steps=20"]
-
-
 @pytest.fixture(scope="session")
 def dataset(quickdraw_subset, tmp_path_factory):
+    """The 4 classes converted: 300 training and 61 eval drawings each, 2 shards."""
     out = tmp_path_factory.mktemp("dataset")
-    run("create_dataset.py", f"--ndjson_path={quickdraw_subset}", f"--output_path={out}",
-        "--train_observations_per_class=300", "--eval_observations_per_class=61",
-        "--output_shards=2")
+    convert(quickdraw_subset, out, train_observations_per_class=300,
+            eval_observations_per_class=61, output_shards=2)
     return out
+
+
+def eval_lines(quickdraw_subset):
+    """The eval drawings' ndjson lines: in each file, lines 301-361 (the data has no bad
+    line, so the first 300 are training drawings)."""
+    lines = []
+    for name in sorted(os.listdir(quickdraw_subset)):
+        with open(os.path.join(quickdraw_subset, name), "rb") as f:
+            lines += f.readlines()[300:361]
+    return lines
 
 
 def data_flags(dataset):
     return [f"--training_data={dataset}/training.tfrecord-*",
             f"--eval_data={dataset}/eval.tfrecord-*"]
+
+
+def train_config(dataset, model_dir, **fields):
+    import training
+    fields.setdefault("hparams", SMALL_HPARAMS)
+    return training.TrainConfig(
+        training_data=str(dataset / "training.tfrecord-*"),
+        eval_data=str(dataset / "eval.tfrecord-*"), model_dir=str(model_dir),
+        save_summary_steps=20, **fields)
 
 
 def tags(folder):
@@ -85,12 +105,43 @@ def tags(folder):
 
 def final_step(model_dir):
     import tensorflow as tf
-    return int(tf.train.latest_checkpoint(model_dir).rsplit("-", 1)[1])
+    return int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
+
+
+class LogLines(logging.Handler):
+    """The messages of TensorFlow's and absl's loggers while it is attached."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __contains__(self, text):
+        return any(text in message for message in self.messages)
+
+
+@pytest.fixture
+def log_lines():
+    import tensorflow as tf
+    handler = LogLines()
+    loggers = [tf.get_logger(), logging.getLogger("absl")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    yield handler
+    for logger, level in zip(loggers, levels):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
 def trained(dataset, tmp_path_factory):
+    """The small model trained 150 steps on `dataset`, in this process: (model_dir, the
+    final evaluation's metrics)."""
+    import training
     model_dir = tmp_path_factory.mktemp("model")
-    result = run("train_model.py", *data_flags(dataset), f"--model_dir={model_dir}",
-                 "--steps=150", *SMALL_MODEL)
-    return model_dir, result
+    metrics = training.train_and_evaluate(train_config(dataset, model_dir, steps=150))
+    return model_dir, metrics

@@ -1,4 +1,4 @@
-"""drawing.py: parsing, the tutorial's preprocessing and the hand-encoded Example."""
+"""drawing.py: parsing and the tutorial's preprocessing."""
 
 import glob
 import json
@@ -41,8 +41,9 @@ def test_ink_matches_loop_reference_on_every_quickdraw_drawing():
     parsed = drawing.parse_lines(lines)
     assert parsed.skipped == []
     # The batched path (one call for all 41,011 drawings) is the one the converter uses.
-    ink = drawing.points_to_ink(parsed.points, parsed.lengths)
-    inks = drawing.split_ink(ink, parsed.lengths - 1)
+    ink, ink_lengths = drawing.points_to_ink(parsed.points, parsed.lengths)
+    np.testing.assert_array_equal(ink_lengths, parsed.lengths - 1)  # a row fewer than points
+    inks = drawing.split_ink(ink, ink_lengths)
     assert len(inks) == 41011
     worst = 0.0
     for line, got in zip(lines, inks):
@@ -58,11 +59,10 @@ def test_ink_matches_loop_reference_on_every_quickdraw_drawing():
 
 def test_batched_equals_one_drawing_at_a_time():
     parsed = drawing.parse_lines(all_quickdraw_lines()[:300])
-    batched = drawing.split_ink(drawing.points_to_ink(parsed.points, parsed.lengths),
-                                parsed.lengths - 1)
+    batched = drawing.split_ink(*drawing.points_to_ink(parsed.points, parsed.lengths))
     points = np.split(parsed.points, np.cumsum(parsed.lengths)[:-1])
     for p, b in zip(points, batched):
-        np.testing.assert_array_equal(drawing.points_to_ink(p), b)
+        np.testing.assert_array_equal(drawing.points_to_ink(p)[0], b)
 
 
 def test_points_mark_stroke_ends_and_zero_extent_axis_is_unscaled():
@@ -70,7 +70,7 @@ def test_points_mark_stroke_ends_and_zero_extent_axis_is_unscaled():
         '{"word": "line", "drawing": [[[0, 10], [5, 5]], [[20, 40], [5, 5]]]}')
     points, lengths = drawing.to_points([flat])
     np.testing.assert_array_equal(points, [[0, 5, 0], [10, 5, 1], [20, 5, 0], [40, 5, 1]])
-    np.testing.assert_allclose(drawing.points_to_ink(points, lengths),
+    np.testing.assert_allclose(drawing.points_to_ink(points, lengths)[0],
                                [[0.25, 0, 1], [0.25, 0, 0], [0.5, 0, 1]])
     assert word == "line"
 
@@ -81,7 +81,7 @@ def test_raw_format_with_times_and_float_coordinates():
     _, flat = drawing.parse_line(line)
     points, lengths = drawing.to_points([flat])
     np.testing.assert_array_equal(lengths, [4])
-    np.testing.assert_allclose(drawing.points_to_ink(points),
+    np.testing.assert_allclose(drawing.points_to_ink(points)[0],
                                reference_ink([[[1.5, 3.5, 2.0], [0, 4, 8]], [[0.5], [2.0]]]))
 
 
@@ -119,20 +119,3 @@ def test_bad_lines_in_a_batch_are_attributed_to_the_right_line(line, reason):
     assert parsed.skipped == [(1, reason)]
     assert parsed.line_indices == [0, 2]
     np.testing.assert_array_equal(parsed.lengths, [3, 3])
-
-
-def test_encoded_example_equals_tensorflows_serialization():
-    import tensorflow as tf
-    parsed = drawing.parse_lines(all_quickdraw_lines()[::1000])
-    ink_lengths = parsed.lengths - 1
-    ink = drawing.points_to_ink(parsed.points, parsed.lengths)
-    encoded = drawing.encode_ink_features(ink, ink_lengths)
-    for class_index, features, one_ink in zip([0, 1, 127, 128, 300, 70000] * 10, encoded,
-                                              drawing.split_ink(ink, ink_lengths)):
-        example = tf.train.Example(features=tf.train.Features(feature={
-            "class_index": tf.train.Feature(int64_list=tf.train.Int64List(value=[class_index])),
-            "ink": tf.train.Feature(float_list=tf.train.FloatList(value=one_ink.flatten())),
-            "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=one_ink.shape)),
-        }))
-        assert drawing.encode_example(features, class_index) == \
-            example.SerializeToString(deterministic=True)

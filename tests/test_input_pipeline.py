@@ -5,7 +5,7 @@ import collections
 import numpy as np
 
 import input_pipeline
-from conftest import read_examples
+from data_format import read_examples
 
 
 def drawings(dataset):

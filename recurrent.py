@@ -1,0 +1,208 @@
+"""The recurrent layers: which cell (an architecture choice: it decides the variables) apart
+from which kernel runs it (a speed choice: all kernels of a cell read the same variables, so
+a checkpoint trained with one runs with another).
+
+Cells, in the Keras/cuDNN weight layout:
+  lstm  gates i, f, c, o; the forget gate's bias starts at 1, nothing is added at run time;
+  gru   Keras's reset_after GRU (the cuDNN one): gates z, r, h, input and recurrent biases.
+Kernels:
+  loop   a while loop of matmuls: any cell, any device;
+  block  TensorFlow's fused CPU op for a whole sequence (lstm: BlockLSTMV2);
+  cudnn  cuDNN's kernel (CudnnRNNV3) given each sequence's length, on a GPU; without a GPU
+         visible, the loop;
+  auto   cudnn when a GPU is visible, else the loop.
+
+A new cell is one `Cell`: its variables, one step of its loop, its cuDNN mode, and any fused
+kernels. Every kernel runs right-padded, time-major sequences; `bidirectional_stack` reverses
+each sequence within its own length for the backward direction, so padding never reaches a
+valid step.
+"""
+
+import dataclasses
+import typing
+
+import tensorflow as tf
+
+from cli import UserError
+
+KERNELS = ("auto", "loop", "block", "cudnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    gates: int              # blocks of `units` columns in kernel and recurrent_kernel
+    make_bias: typing.Callable   # units -> the bias variable's initial value
+    split_bias: typing.Callable  # bias -> (input bias, recurrent bias or None if it has none)
+    state_size: int         # tensors in the loop's state, each [batch, units]
+    step: typing.Callable   # (x_t @ kernel + input bias, state, recurrent_kernel,
+                            #  recurrent bias) -> (output h, new state)
+    cudnn_mode: str         # CudnnRNNV3's rnn_mode
+    cudnn_order: tuple      # cuDNN's order of the gate blocks, as indices of ours
+    fused: dict = dataclasses.field(default_factory=dict)  # kernel -> fn(x, weights, lengths)
+
+
+def _lstm_step(x_t, state, recurrent_kernel, _):
+    h, c = state
+    i, f, g, o = tf.split(x_t + tf.matmul(h, recurrent_kernel), 4, axis=-1)
+    c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+    h = tf.sigmoid(o) * tf.tanh(c)
+    return h, (h, c)
+
+
+def _block_lstm(x, weights, lengths):
+    kernel, recurrent_kernel, bias = weights
+    units = recurrent_kernel.shape[0]
+    zeros = tf.zeros([tf.shape(x)[1], units])
+    no_peephole = tf.zeros([units])
+    outputs = tf.raw_ops.BlockLSTMV2(
+        seq_len_max=tf.cast(tf.reduce_max(lengths), tf.int64), x=x, cs_prev=zeros,
+        h_prev=zeros, w=tf.concat([kernel, recurrent_kernel], axis=0), wci=no_peephole,
+        wcf=no_peephole, wco=no_peephole, b=bias, use_peephole=False)
+    return outputs[-1]  # h: [time, batch, units]
+
+
+def _gru_step(x_t, state, recurrent_kernel, recurrent_bias):
+    (h,) = state
+    x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
+    h_z, h_r, h_h = tf.split(tf.matmul(h, recurrent_kernel) + recurrent_bias, 3, axis=-1)
+    z = tf.sigmoid(x_z + h_z)
+    r = tf.sigmoid(x_r + h_r)
+    h = z * h + (1 - z) * tf.tanh(x_h + r * h_h)  # reset after the recurrent matmul
+    return h, (h,)
+
+
+CELLS = {
+    "lstm": Cell(
+        gates=4,
+        make_bias=lambda units: tf.concat([tf.zeros([units]), tf.ones([units]),
+                                           tf.zeros([2 * units])], axis=0),
+        split_bias=lambda bias: (bias, None),  # one bias, added to the input projection
+        state_size=2, step=_lstm_step, cudnn_mode="lstm", cudnn_order=(0, 1, 2, 3),
+        fused={"block": _block_lstm}),
+    "gru": Cell(
+        gates=3,
+        make_bias=lambda units: tf.zeros([2 * 3 * units]),
+        split_bias=lambda bias: tuple(tf.split(bias, 2)),
+        state_size=1, step=_gru_step, cudnn_mode="gru", cudnn_order=(1, 0, 2)),
+}
+
+
+def check_kernel(cell_name, kernel):
+    if kernel not in ("auto", "loop", "cudnn") and kernel not in CELLS[cell_name].fused:
+        raise UserError(f"--rnn_kernel={kernel} has no {cell_name} version; use loop, cudnn "
+                        f"or auto")
+
+
+def gpu_visible():
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def resolve_kernel(kernel):
+    """The kernel that will run: auto and cudnn become the loop without a GPU."""
+    if kernel in ("auto", "cudnn"):
+        return "cudnn" if gpu_visible() else "loop"
+    return kernel
+
+
+def make_weights(cell, input_size, units):
+    """(kernel [in, gates * units], recurrent_kernel [units, gates * units], bias), created
+    in the current variable scope."""
+    kernel = tf.compat.v1.get_variable(
+        "kernel", [input_size, cell.gates * units],
+        initializer=tf.compat.v1.glorot_uniform_initializer())
+    recurrent_kernel = tf.compat.v1.get_variable(
+        "recurrent_kernel", [units, cell.gates * units],
+        initializer=tf.compat.v1.orthogonal_initializer())
+    bias = tf.compat.v1.get_variable("bias", initializer=cell.make_bias(units))
+    return kernel, recurrent_kernel, bias
+
+
+def loop(cell, x, weights):
+    """The cell over time-major x [time, batch, in] as a while loop -> [time, batch, units].
+
+    The input projection of all steps is one matmul before the loop. The loop reads its steps
+    from a TensorArray: indexing a tensor instead makes each step's gradient a full-size
+    tensor, quadratic in the length.
+    """
+    kernel, recurrent_kernel, bias = weights
+    input_bias, recurrent_bias = cell.split_bias(bias)
+    steps, batch = tf.unstack(tf.shape(x)[:2])
+    projected = tf.reshape(tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel) + input_bias,
+                           [steps, batch, -1])
+    inputs = tf.TensorArray(tf.float32, size=steps).unstack(projected)
+    zeros = tf.zeros(tf.stack([batch, recurrent_kernel.shape[0]]))
+
+    def step(t, state, outputs):
+        h, state = cell.step(inputs.read(t), state, recurrent_kernel, recurrent_bias)
+        return t + 1, state, outputs.write(t, h)
+
+    outputs = tf.TensorArray(tf.float32, size=steps)
+    _, _, outputs = tf.while_loop(lambda t, *_: t < steps, step,
+                                  (0, (zeros,) * cell.state_size, outputs))
+    return outputs.stack()
+
+
+def cudnn_params(cell, weights):
+    """Keras-layout weights -> cuDNN's opaque parameter buffer for one direction.
+
+    cuDNN's layout: the input weights of each gate, then their recurrent weights, each
+    [units, inputs] row-major, in cuDNN's gate order; then the input biases and the recurrent
+    biases in the same order.
+    """
+    kernel, recurrent_kernel, bias = weights
+
+    def in_cudnn_order(tensor, axis):
+        blocks = tf.split(tensor, cell.gates, axis=axis)
+        return [blocks[k] for k in cell.cudnn_order]
+
+    matrices = in_cudnn_order(kernel, 1) + in_cudnn_order(recurrent_kernel, 1)
+    input_bias, recurrent_bias = cell.split_bias(bias)
+    if recurrent_bias is None:
+        recurrent_bias = tf.zeros_like(input_bias)
+    biases = in_cudnn_order(input_bias, 0) + in_cudnn_order(recurrent_bias, 0)
+    return tf.concat([tf.reshape(tf.transpose(m), [-1]) for m in matrices] + biases, axis=0)
+
+
+def cudnn(cell, x, weights, lengths):
+    zeros = tf.zeros([1, tf.shape(x)[1], weights[1].shape[0]])
+    outputs, _, _, _, _ = tf.raw_ops.CudnnRNNV3(
+        input=x, input_h=zeros, input_c=zeros, params=cudnn_params(cell, weights),
+        sequence_lengths=tf.cast(lengths, tf.int32), rnn_mode=cell.cudnn_mode,
+        time_major=True, is_training=True)
+    return outputs
+
+
+def _run(cell, kernel, x, weights, lengths):
+    if kernel == "loop":
+        return loop(cell, x, weights)
+    if kernel == "cudnn":
+        return cudnn(cell, x, weights, lengths)
+    return cell.fused[kernel](x, weights, lengths)
+
+
+def bidirectional_stack(x, lengths, cell_name, units, num_layers, dropout, kernel):
+    """x [batch, time, in] -> [batch, time, 2 * units]; only valid steps are meaningful.
+
+    lengths: [batch] valid steps; dropout: rate after each layer (0 when not training);
+    kernel: loop, block or cudnn (as resolve_kernel gives; cudnn needs a GPU to run, not to
+    be built). Variables: rnn/layer_<i>/{fw,bw}/{kernel,recurrent_kernel,bias}.
+    """
+    cell = CELLS[cell_name]
+    x = tf.transpose(x, [1, 0, 2])  # time-major: what all kernels take
+    for layer in range(num_layers):
+        with tf.compat.v1.variable_scope(f"rnn/layer_{layer}"):
+            weights = []
+            for direction in ("fw", "bw"):
+                with tf.compat.v1.variable_scope(direction):
+                    weights.append(make_weights(cell, x.shape[-1], units))
+            # Each sequence reversed within its length: the backward direction also starts
+            # on real points and meets the padding only at the end.
+            # The two directions are independent ops, so that two cores run them at once.
+            backward_x = tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)
+            forward = _run(cell, kernel, x, weights[0], lengths)
+            backward = _run(cell, kernel, backward_x, weights[1], lengths)
+            backward = tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1)
+            x = tf.concat([forward, backward], axis=-1)
+            if dropout > 0:
+                x = tf.nn.dropout(x, rate=dropout)
+    return tf.transpose(x, [1, 0, 2])

@@ -1,0 +1,118 @@
+"""training.py in this process: accuracy over the whole eval set, TensorBoard, hparams.json
+and resuming, seeds, the mirrored strategy, evaluation on demand."""
+
+import dataclasses
+import json
+
+import pytest
+
+import training
+from cli import UserError
+from conftest import final_step, tags, train_config
+from data_format import read_examples
+
+
+def test_trains_far_above_chance_on_the_whole_eval_set(trained, dataset):
+    _, metrics = trained
+    assert metrics["accuracy"] > 0.6, metrics  # 4 classes: chance is 0.25
+    # Every eval drawing once, the last partial batch (244 = 3 * 64 + 52) included.
+    assert metrics["eval_drawings"] == len(read_examples(dataset / "eval.tfrecord-*")) == 244
+    assert metrics["global_step"] == 150
+
+
+def test_tensorboard_summaries(trained):
+    model_dir, _ = trained
+    train_tags = tags(model_dir)
+    for tag in ("loss", "learning_rate", "global_norm/gradient_norm", "global_step/sec",
+                "gradients/conv1d_0/kernel", "gradients/rnn/layer_0/bw/recurrent_kernel",
+                "gradients/dense/bias"):
+        assert tag in train_tags, tag
+    eval_tags = tags(model_dir / "eval")
+    assert {"accuracy", "loss", "eval_drawings", "top_3_accuracy", "map_at_3",
+            "mean_per_class_accuracy", "confusion_matrix/0"} <= eval_tags
+
+
+def test_hparams_saved_and_rerun_resumes(trained, dataset, log_lines):
+    model_dir, _ = trained
+    saved = json.loads((model_dir / "hparams.json").read_text())
+    assert saved["num_nodes"] == 32 and saved["num_conv"] == [16, 16]
+    assert saved["classes"] == ["butterfly", "circle", "square", "triangle"]
+    assert final_step(model_dir) == 150
+    # No architecture given: the model is rebuilt from hparams.json, and training goes on.
+    metrics = training.train_and_evaluate(train_config(
+        dataset, model_dir, steps=180, save_checkpoints_secs=600, hparams={}))
+    assert f"Restoring parameters from {model_dir}/model.ckpt-150" in log_lines
+    assert final_step(model_dir) == 180
+    assert (metrics["global_step"], metrics["eval_drawings"]) == (180, 244)
+    # Once more: nothing left to train, but the caller still gets the model's figures.
+    again = training.train_and_evaluate(train_config(dataset, model_dir, steps=180,
+                                                     hparams={}))
+    assert "is at step 180 already: evaluating it" in log_lines
+    assert (again["global_step"], again["eval_drawings"]) == (180, 244)
+    assert final_step(model_dir) == 180
+
+
+def test_contradicting_hparams_stop_before_training(trained, dataset, tmp_path):
+    model_dir, _ = trained
+    step = final_step(model_dir)
+    with pytest.raises(UserError) as error:
+        training.train_and_evaluate(train_config(dataset, model_dir, steps=step + 20,
+                                                 hparams={"num_nodes": 64}))
+    assert str(error.value) == (
+        f"--num_nodes=64 contradicts the model saved in {model_dir} (num_nodes=32); drop the "
+        f"flag or use another --model_dir")
+    classes = tmp_path / "classes"
+    classes.write_text("butterfly\ncircle\nsquare\n")
+    with pytest.raises(UserError, match=r"holds a model of 4 classes \(butterfly, circle, "
+                                        r"square, \.\.\.\), not the 3"):
+        training.train_and_evaluate(train_config(dataset, model_dir, steps=step + 20,
+                                                 classes_file=str(classes)))
+    assert final_step(model_dir) == step  # nothing trained
+
+
+def test_evaluate_on_demand(trained, dataset):
+    model_dir, _ = trained
+    metrics = training.evaluate(train_config(dataset, model_dir))
+    assert metrics["global_step"] == final_step(model_dir)
+    assert metrics["eval_drawings"] == 244 and metrics["accuracy"] > 0.6
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(steps=0), "--steps must be at least 1"),
+    (dict(max_points=-5), "--max_points must be at least 0"),
+    (dict(save_checkpoints_steps=0), "--save_checkpoints_steps must be at least 1"),
+    (dict(model_dir=""), "--model_dir is required (or --self_test)"),
+    (dict(training_data="/no/such/*"), "--training_data=/no/such/* matches no file"),
+])
+def test_bad_settings_are_one_line_errors(dataset, tmp_path, fields, message):
+    with pytest.raises(UserError) as error:
+        config = train_config(dataset, tmp_path / "model")
+        training.train_and_evaluate(dataclasses.replace(config, **fields))
+    assert str(error.value) == message
+
+
+@pytest.fixture(scope="module")
+def self_test_data(tmp_path_factory):
+    return training.write_self_test_data(str(tmp_path_factory.mktemp("self_test_data")))
+
+
+def self_test_run(data, model_dir, steps, **fields):
+    config = training.TrainConfig(**data, model_dir=str(model_dir), steps=steps,
+                                  hparams={"num_layers": 1, "num_nodes": 16}, **fields)
+    return training.train_and_evaluate(config)
+
+
+def test_same_seed_reproduces_the_run(self_test_data, tmp_path):
+    def train(name, seed):
+        metrics = self_test_run(self_test_data, tmp_path / name, 15, seed=seed)
+        return metrics["loss"], metrics["accuracy"]
+    first = train("a", 7)
+    assert train("b", 7) == first
+    assert train("c", 8) != first
+
+
+def test_mirrored_strategy_trains(self_test_data, tmp_path, log_lines):
+    # One replica here (no GPU): the same training, through tf.distribute.
+    metrics = self_test_run(self_test_data, tmp_path, 10, distribution_strategy="mirrored")
+    assert "Using MirroredStrategy with devices" in log_lines
+    assert (metrics["global_step"], metrics["eval_drawings"]) == (10, 36)

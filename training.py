@@ -1,0 +1,173 @@
+"""Training and evaluation from a TrainConfig: what train_model.py runs, callable from Python.
+
+  import training
+  config = training.TrainConfig(training_data="OUT/training.tfrecord-*",
+                                eval_data="OUT/eval.tfrecord-*", model_dir="runs/mine",
+                                steps=3000, hparams={"batch_size": 32})
+  metrics = training.train_and_evaluate(config)   # {"accuracy": ..., "global_step": ...}
+
+Alone, this process trains, evaluates each new checkpoint and exports SavedModels; in a
+TF_CONFIG cluster it plays its task's part.
+"""
+
+import dataclasses
+import json
+import os
+import typing
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+import data_format
+import drawing
+import hparams as hparams_lib
+import input_pipeline
+import model
+import recurrent
+import serving
+from cli import UserError, check, option
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A training run. The fields declared with option() are train_model.py's flags too."""
+    training_data: typing.Optional[str] = option(
+        None, "File pattern of the training TFRecords.")
+    eval_data: typing.Optional[str] = option(None, "File pattern of the eval TFRecords.")
+    model_dir: typing.Optional[str] = option(
+        None, "Directory for checkpoints, summaries and hparams.json.")
+    classes_file: typing.Optional[str] = option(
+        None, "Class names, one a line. Default: training.tfrecord.classes beside the "
+        "training data.")
+    steps: int = option(100000, "Global step to train to (resumes from checkpoints).",
+                        minimum=1)
+    eval_batch_size: int = option(
+        64, "Eval batch size; every eval drawing is evaluated, whatever it is.", minimum=1)
+    save_checkpoints_secs: int = option(
+        300, "Seconds between checkpoints; each new checkpoint is evaluated.", minimum=1)
+    save_checkpoints_steps: typing.Optional[int] = option(
+        None, "Steps between checkpoints, instead of --save_checkpoints_secs.", minimum=1)
+    save_summary_steps: int = option(100, "Steps between TensorBoard summaries.", minimum=1)
+    seed: int = option(0, "Seed of initialization, dropout and shuffling.")
+    bucket: bool = option(True, "Batch drawings of similar lengths together (changes only "
+                          "which drawings share a batch; much less padding to compute).")
+    max_points: int = option(0, "If not 0, crop training drawings to this many points "
+                             "(evaluation is never cropped).", minimum=0)
+    distribution_strategy: str = option(
+        "none", "mirrored: train on all local GPUs, one replica each (--batch_size each). "
+        "A cluster needs no flag: set TF_CONFIG (see the README).",
+        choices=("none", "mirrored"))
+    # The hyperparameters set for this run, {name: value} (hparams.HParams' fields); the
+    # others keep the model_dir's saved values, or the defaults in a new model_dir.
+    hparams: typing.Optional[dict] = option(None, flag=False)
+
+    def __post_init__(self):
+        check(self)
+        for name in ("training_data", "eval_data", "model_dir"):
+            if not getattr(self, name):
+                raise UserError(f"--{name} is required (or --self_test)")
+
+    @property
+    def classes_path(self):
+        return self.classes_file or data_format.classes_beside(self.training_data)
+
+
+def cluster_task():
+    """(type, index) of this process in TF_CONFIG's cluster, or None when training alone."""
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task")
+    return (task.get("type"), task.get("index", 0)) if task else None
+
+
+def _check_pattern(flag, pattern):
+    if not tf.io.gfile.glob(pattern):
+        raise UserError(f"--{flag}={pattern} matches no file")
+
+
+def _estimator(config, hparams):
+    strategy = tf.distribute.MirroredStrategy() \
+        if config.distribution_strategy == "mirrored" else None
+    checkpoints = ({"save_checkpoints_steps": config.save_checkpoints_steps}
+                   if config.save_checkpoints_steps else
+                   {"save_checkpoints_secs": config.save_checkpoints_secs})
+    run_config = tf.estimator.RunConfig(
+        model_dir=config.model_dir, tf_random_seed=config.seed, train_distribute=strategy,
+        save_summary_steps=config.save_summary_steps, **checkpoints)
+    return tf.estimator.Estimator(model.model_fn, config=run_config, params=hparams)
+
+
+def _eval_input_fn(config):
+    return lambda: input_pipeline.input_fn(config.eval_data, False, config.eval_batch_size,
+                                           bucket=config.bucket)
+
+
+def train_and_evaluate(config):
+    """Runs this task's part of the training; returns the last evaluation's metrics (None
+    in a cluster task that does not evaluate)."""
+    _check_pattern("training_data", config.training_data)
+    _check_pattern("eval_data", config.eval_data)
+    classes = data_format.read_classes(config.classes_path, flag="classes_file")
+    task = cluster_task()
+    # In a cluster every task runs this same command; the chief alone writes hparams.json.
+    hparams = hparams_lib.resolve(config.model_dir, config.hparams or {}, classes,
+                                  save=task is None or task[0] == "chief")
+    if hparams.rnn_kernel == "cudnn" and recurrent.resolve_kernel("cudnn") != "cudnn":
+        logging.warning("--rnn_kernel=cudnn but no GPU is visible: running the same "
+                        "recurrent layers as a loop")
+    logging.info("hyperparameters: %s",
+                 {k: v for k, v in dataclasses.asdict(hparams).items() if k != "classes"})
+
+    estimator = _estimator(config, hparams)
+    train_spec = tf.estimator.TrainSpec(
+        lambda: input_pipeline.input_fn(config.training_data, True, hparams.batch_size,
+                                        seed=config.seed, bucket=config.bucket,
+                                        max_points=config.max_points),
+        max_steps=config.steps)
+    eval_spec = tf.estimator.EvalSpec(
+        _eval_input_fn(config), steps=None, start_delay_secs=0,
+        throttle_secs=config.save_checkpoints_secs,
+        exporters=serving.exporters(config.classes_path))
+    metrics, _ = tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec) or (None, None)
+    if metrics is None and task is None:
+        # The checkpoint is at --steps already, so nothing was trained: evaluate it anyway.
+        logging.info("%s is at step %d already: evaluating it", config.model_dir,
+                     estimator.get_variable_value("global_step"))
+        metrics = estimator.evaluate(eval_spec.input_fn, name=None)
+    return metrics
+
+
+def evaluate(config):
+    """The metrics of model_dir's latest checkpoint over every drawing of eval_data."""
+    _check_pattern("eval_data", config.eval_data)
+    hparams = hparams_lib.load(config.model_dir)
+    if hparams is None:
+        raise UserError(f"no {hparams_lib.FILENAME} in {config.model_dir}: not a model_dir "
+                        f"of train_model.py")
+    overrides = {k: v for k, v in (config.hparams or {}).items()
+                 if k not in hparams_lib.ARCHITECTURE}
+    estimator = _estimator(config, dataclasses.replace(hparams, **overrides))
+    return estimator.evaluate(_eval_input_fn(config), name=None)
+
+
+def write_self_test_data(folder, per_class=48, seed=0):
+    """Generated drawings of 3 classes (circles, squiggles, lines) in create_dataset.py's
+    layout; returns the TrainConfig fields that point at them."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, 24)
+    shapes = [lambda: np.stack([np.cos(t), np.sin(t)], 1),
+              lambda: np.stack([t, np.sin(3 * t)], 1),
+              lambda: np.stack([t, 0.5 * t], 1)]
+    for prefix, count in ((data_format.TRAINING, per_class), (data_format.EVAL, per_class // 4)):
+        path = os.path.join(folder, data_format.shard_name(prefix, 0, 1))
+        with tf.io.TFRecordWriter(path) as writer:
+            for i in range(count * len(shapes)):
+                xy = shapes[i % 3]() + rng.normal(scale=0.05, size=(len(t), 2))
+                points = np.concatenate([xy, np.zeros((len(t), 1))], 1).astype(np.float32)
+                points[-1, 2] = 1
+                [features] = data_format.encode_ink_features(*drawing.points_to_ink(points))
+                writer.write(data_format.encode_example(features, i % 3))
+    data_format.write_classes(os.path.join(folder, data_format.CLASSES),
+                              ["circle", "squiggle", "line"])
+    return {"training_data": data_format.shard_pattern(folder, data_format.TRAINING),
+            "eval_data": data_format.shard_pattern(folder, data_format.EVAL),
+            "classes_file": os.path.join(folder, data_format.CLASSES)}
