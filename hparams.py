@@ -14,6 +14,8 @@ import recurrent
 from cli import UserError, check, option
 
 FILENAME = "hparams.json"
+# The tutorial's --cell_type named an LSTM kernel; all are --cell=lstm with this rnn_kernel.
+TUTORIAL_CELL_TYPES = {"lstm": "auto", "block_lstm": "block", "cudnn_lstm": "auto"}
 
 
 def _architecture(default, help, **checks):
@@ -61,9 +63,9 @@ ARCHITECTURE = tuple(f.name for f in dataclasses.fields(HParams) if f.metadata.g
 def from_dict(values):
     """HParams from hparams.json's dict (lists become tuples; an unknown key is an error)."""
     values = dict(values)
-    legacy_cell_type = values.pop("cell_type", None)  # before cell and rnn_kernel were apart
-    if legacy_cell_type is not None:
-        values.setdefault("rnn_kernel", "block" if legacy_cell_type == "block_lstm" else "auto")
+    cell_type = values.pop("cell_type", None)  # saved before cell and rnn_kernel were apart
+    if cell_type is not None:
+        values.setdefault("rnn_kernel", TUTORIAL_CELL_TYPES[cell_type])
     values.pop("num_classes", None)  # derived from classes
     known = {f.name for f in dataclasses.fields(HParams)}
     if set(values) - known:

@@ -23,6 +23,9 @@ import training  # noqa: E402
 
 cli.define_flags(training.TrainConfig)
 cli.define_flags(hparams.HParams)
+flags.DEFINE_enum("cell_type", None, list(hparams.TUTORIAL_CELL_TYPES),
+                  "The tutorial's flag, kept for its users: --cell=lstm with --rnn_kernel=auto "
+                  "(lstm, cudnn_lstm) or block (block_lstm).")
 flags.DEFINE_boolean("self_test", False, "Train a few steps on generated drawings and "
                      "evaluate; needs no data flags.")
 FLAGS = flags.FLAGS
@@ -47,8 +50,12 @@ def main():
         fields.update(self_test_fields())
     # Only the hyperparameters given on the command line: the others come from the
     # model_dir's hparams.json, or are the defaults.
-    config = training.TrainConfig(
-        **fields, hparams=cli.from_flags(hparams.HParams, FLAGS, only_present=True))
+    overrides = cli.from_flags(hparams.HParams, FLAGS, only_present=True)
+    if FLAGS.cell_type:
+        if {"cell", "rnn_kernel"} & set(overrides):
+            raise cli.UserError("give --cell_type or --cell and --rnn_kernel, not both")
+        overrides.update(cell="lstm", rnn_kernel=hparams.TUTORIAL_CELL_TYPES[FLAGS.cell_type])
+    config = training.TrainConfig(**fields, hparams=overrides)
 
     metrics = training.train_and_evaluate(config)
     if metrics:

@@ -4,7 +4,6 @@ standard input, bad lines, one-line errors."""
 import json
 import os
 
-import pytest
 import tensorflow as tf
 
 import drawing
@@ -65,10 +64,6 @@ def test_predict_from_a_checkpoint_reports_bad_lines(trained, quickdraw_subset, 
         "over 3 drawings (2 lines skipped)")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--input=x"], "give exactly one of --model_dir and --saved_model"),
-    (["--model_dir=/tmp", "--input=x"],
-     "no hparams.json in /tmp: not a model_dir of train_model.py"),
-])
-def test_predict_bad_arguments_fail_with_one_line(args, message):
-    assert error_line(run("predict.py", *args, check=False)) == f"predict.py: error: {message}"
+def test_predict_bad_arguments_fail_with_one_line():
+    assert error_line(run("predict.py", "--input=x", check=False)) == \
+        "predict.py: error: give exactly one of --model_dir and --saved_model"

@@ -7,8 +7,11 @@ from conftest import data_flags, error_line, run
 
 
 def test_self_test_needs_no_data(tmp_path):
+    # With the tutorial's --cell_type, which names an LSTM kernel.
     result = run("train_model.py", "--self_test", f"--model_dir={tmp_path}", "--steps=20",
-                 "--num_layers=1", "--num_nodes=16")
+                 "--num_layers=1", "--num_nodes=16", "--cell_type=block_lstm")
+    saved = hparams.load(str(tmp_path))
+    assert (saved.cell, saved.rnn_kernel) == ("lstm", "block")
     lines = result.stdout.splitlines()
     assert lines[0].startswith("eval accuracy ") and \
         lines[0].endswith(" at step 20 over 36 drawings")
@@ -20,8 +23,8 @@ def test_self_test_needs_no_data(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--num_conv=[48, 64"], "--num_conv must be a list of positive integers like "
                              "[48, 64, 96], not '[48, 64'"),
-    (["--dropout=1.5"], "--dropout must be in [0, 1)"),
-    (["--training_data=/no/such/*"], "--training_data=/no/such/* matches no file"),
+    (["--cell_type=lstm", "--cell=gru"], "give --cell_type or --cell and --rnn_kernel, not "
+                                         "both"),
     (["--num_nodes=64"], "--num_nodes=64 contradicts the model saved in {model_dir} "
                          "(num_nodes=32); drop the flag or use another --model_dir"),
 ])
