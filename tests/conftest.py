@@ -20,8 +20,6 @@ import conversion  # noqa: E402
 # A small model that learns the 4-class test set in 150 steps.
 SMALL_HPARAMS = {"num_layers": 1, "num_nodes": 32, "num_conv": (16, 16), "conv_len": (5, 3),
                  "batch_size": 32, "learning_rate": 0.005, "dropout": 0.0}
-SMALL_MODEL = ["--num_layers=1", "--num_nodes=32", "--num_conv=[16, 16]", "--conv_len=[5, 3]",
-               "--batch_size=32", "--learning_rate=0.005", "--dropout=0"]
 
 
 def run(script, *args, check=True, timeout=600, **kwargs):

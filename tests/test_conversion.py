@@ -7,9 +7,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 import conversion
 import drawing
+from cli import UserError
 from conftest import BAD_INPUT, convert
 from data_format import read_examples
 
@@ -119,3 +121,17 @@ def test_stale_shards_of_another_shard_count_are_removed(quickdraw_subset, tmp_p
     assert sorted(p for p in os.listdir(tmp_path) if "-of-" in p) == [
         "eval.tfrecord-00000-of-00002", "eval.tfrecord-00001-of-00002",
         "training.tfrecord-00000-of-00002", "training.tfrecord-00001-of-00002"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(ndjson_path="/no/such/dir"), "--ndjson_path '/no/such/dir' is not a directory"),
+    (dict(classes_file="/no/such/file"), "cannot read --classes_file /no/such/file: "),
+    (dict(train_observations_per_class=0, eval_observations_per_class=0),
+     "the observations per class must be >= 0 and not both 0"),
+    (dict(num_workers=0), "--num_workers must be at least 1"),
+])
+def test_bad_settings_are_one_line_errors(tmp_path, fields, message):
+    fields = dict(dict(ndjson_path=BAD_INPUT), **fields)
+    with pytest.raises(UserError) as error:
+        convert(output_path=tmp_path / "out", **fields)
+    assert str(error.value).startswith(message)

@@ -10,7 +10,11 @@ import time
 
 import pytest
 
-from conftest import REPO, SMALL_MODEL, data_flags, final_step, run
+from conftest import REPO, data_flags, final_step, run
+
+# These tests check steps and restarts, not accuracy: a model whose steps cost little.
+TINY_MODEL = ["--num_layers=1", "--num_nodes=8", "--num_conv=[8]", "--conv_len=[3]",
+              "--batch_size=8"]
 
 
 def free_ports(count):
@@ -63,7 +67,7 @@ class Cluster:
 @pytest.fixture
 def cluster(dataset, tmp_path):
     model_dir = tmp_path / "model"
-    args = [*data_flags(dataset), f"--model_dir={model_dir}", *SMALL_MODEL,
+    args = [*data_flags(dataset), f"--model_dir={model_dir}", *TINY_MODEL,
             "--save_checkpoints_steps=100"]
     cluster = Cluster(args, tmp_path)
     cluster.model_dir = model_dir
@@ -90,7 +94,7 @@ def test_cluster_trains_to_steps_and_survives_a_killed_worker(cluster):
 def test_sigkill_mid_training_then_rerun_resumes(dataset, tmp_path):
     model_dir = tmp_path / "model"
     args = [os.path.join(REPO, "train_model.py"), *data_flags(dataset),
-            f"--model_dir={model_dir}", *SMALL_MODEL, "--steps=240",
+            f"--model_dir={model_dir}", *TINY_MODEL, "--steps=240",
             "--save_checkpoints_steps=40"]
     process = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
