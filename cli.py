@@ -112,9 +112,19 @@ def check(config):
 
 
 def run(main):
-    """app.run(main) for an entry script whose main() takes no arguments: extra arguments and
-    UserError end the program with one error line and exit status 1."""
+    """app.run(main) for an entry script whose main() takes no arguments: a bad flag, extra
+    arguments and UserError end the program with one error line and exit status 1."""
     program = os.path.basename(sys.argv[0])
+
+    def parse_flags(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            sys.exit(f"{program}: error: {e}")
+        except SystemExit:  # absl's --help prints the help, then exits 1; asked for, it is 0
+            if {"--help", "-h", "-?", "--helpshort", "--helpfull"} & set(argv[1:]):
+                sys.exit(0)
+            raise
 
     def guarded(argv):
         try:
@@ -123,4 +133,4 @@ def run(main):
             main()
         except UserError as e:
             sys.exit(f"{program}: error: {e}")
-    app.run(guarded)
+    app.run(guarded, flags_parser=parse_flags)

@@ -212,7 +212,7 @@ def convert(config, log=print, warn=print, progress_seconds=10.0):
         used = [i for i, r in enumerate(results) if r.train + r.eval > 0]
         if not used:
             raise UserError(f"no usable drawing in {ndjson_path}; "
-                                  f"skipped lines: {dict(_total_skips(results))}")
+                            f"skipped lines: {dict(_total_skips(results))}")
         rng = np.random.default_rng(config.seed)
         written = []
         for split, prefix in (("train", data_format.TRAINING), ("eval", data_format.EVAL)):

@@ -31,15 +31,15 @@ flags.DEFINE_boolean("self_test", False, "Train a few steps on generated drawing
 FLAGS = flags.FLAGS
 
 
-def self_test_fields():
-    """--self_test: generated data in a temporary folder, 30 steps unless --steps is given."""
+def self_test_fields(steps_given, model_dir):
+    """--self_test: generated data in a temporary folder, 30 steps unless --steps is given,
+    a temporary model_dir unless one is given."""
     data_dir = tempfile.mkdtemp(prefix="self_test_data-")
     atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     fields = training.write_self_test_data(data_dir)
-    if not FLAGS["steps"].present:
+    if not steps_given:
         fields["steps"] = 30
-    if not FLAGS.model_dir:
-        fields["model_dir"] = tempfile.mkdtemp(prefix="self_test_model-")
+    fields["model_dir"] = model_dir or tempfile.mkdtemp(prefix="self_test_model-")
     return fields
 
 
@@ -47,7 +47,7 @@ def main():
     quiet_tf.setup()
     fields = cli.from_flags(training.TrainConfig, FLAGS)
     if FLAGS.self_test:
-        fields.update(self_test_fields())
+        fields.update(self_test_fields(FLAGS["steps"].present, fields["model_dir"]))
     # Only the hyperparameters given on the command line: the others come from the
     # model_dir's hparams.json, or are the defaults.
     overrides = cli.from_flags(hparams.HParams, FLAGS, only_present=True)

@@ -16,6 +16,7 @@ SAMPLE = os.path.join(REPO, "data", "sample")
 sys.path.insert(0, REPO)
 
 import conversion  # noqa: E402
+import data_format  # noqa: E402
 
 # A small model that learns the 4-class test set in 150 steps.
 SMALL_HPARAMS = {"num_layers": 1, "num_nodes": 32, "num_conv": (16, 16), "conv_len": (5, 3),
@@ -77,17 +78,25 @@ def eval_lines(quickdraw_subset):
     return lines
 
 
+def training_pattern(folder):
+    return data_format.shard_pattern(str(folder), data_format.TRAINING)
+
+
+def eval_pattern(folder):
+    return data_format.shard_pattern(str(folder), data_format.EVAL)
+
+
 def data_flags(dataset):
-    return [f"--training_data={dataset}/training.tfrecord-*",
-            f"--eval_data={dataset}/eval.tfrecord-*"]
+    return [f"--training_data={training_pattern(dataset)}",
+            f"--eval_data={eval_pattern(dataset)}"]
 
 
 def train_config(dataset, model_dir, **fields):
     import training
     fields.setdefault("hparams", SMALL_HPARAMS)
     return training.TrainConfig(
-        training_data=str(dataset / "training.tfrecord-*"),
-        eval_data=str(dataset / "eval.tfrecord-*"), model_dir=str(model_dir),
+        training_data=training_pattern(dataset), eval_data=eval_pattern(dataset),
+        model_dir=str(model_dir),
         save_summary_steps=20, **fields)
 
 

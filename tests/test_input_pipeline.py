@@ -5,6 +5,7 @@ import collections
 import numpy as np
 
 import input_pipeline
+from conftest import eval_pattern, training_pattern
 from data_format import read_examples
 
 
@@ -22,7 +23,7 @@ def drawings(dataset):
 
 
 def test_bucketed_eval_sees_every_drawing_once_with_less_padding(dataset):
-    pattern = str(dataset / "eval.tfrecord-*")
+    pattern = eval_pattern(dataset)
     expected = collections.Counter((c, ink.tobytes()) for c, ink in read_examples(pattern))
     plain, plain_efficiency = drawings(input_pipeline.input_fn(pattern, False, 32, bucket=False))
     bucketed, efficiency = drawings(input_pipeline.input_fn(pattern, False, 32, bucket=True))
@@ -31,7 +32,7 @@ def test_bucketed_eval_sees_every_drawing_once_with_less_padding(dataset):
 
 
 def test_training_batches_hold_the_real_drawings_cropped_only_when_asked(dataset):
-    pattern = str(dataset / "training.tfrecord-*")
+    pattern = training_pattern(dataset)
     source = {ink.tobytes(): ink for _, ink in read_examples(pattern)}
     cropped = {ink[:30].tobytes() for ink in source.values()}
     for max_points, known in ((0, set(source)), (30, cropped)):
@@ -48,7 +49,7 @@ def test_training_batches_hold_the_real_drawings_cropped_only_when_asked(dataset
 
 
 def test_same_seed_same_batches(dataset):
-    pattern = str(dataset / "training.tfrecord-*")
+    pattern = training_pattern(dataset)
 
     def first_labels():
         return [labels.numpy().tolist() for _, labels in

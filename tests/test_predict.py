@@ -11,7 +11,7 @@ import hparams
 import input_pipeline
 import model
 import serving
-from conftest import error_line, eval_lines, run
+from conftest import error_line, eval_lines, eval_pattern, run
 from data_format import read_examples
 
 
@@ -26,11 +26,11 @@ def test_saved_model_in_a_fresh_process_agrees_with_the_estimator(trained, datas
     params = hparams.load(model_dir)
     estimator = tf.estimator.Estimator(model.model_fn, model_dir=str(model_dir), params=params)
     predicted = estimator.predict(
-        lambda: input_pipeline.input_fn(str(dataset / "eval.tfrecord-*"), False, 64,
+        lambda: input_pipeline.input_fn(eval_pattern(dataset), False, 64,
                                         bucket=False),  # in file order, as read_examples
         predict_keys=["class_index"])
     by_ink = {ink.tobytes(): params.classes[p["class_index"]] for (_, ink), p in
-              zip(read_examples(str(dataset / "eval.tfrecord-*")), predicted)}
+              zip(read_examples(eval_pattern(dataset)), predicted)}
     assert len(by_ink) == 244
 
     lines = eval_lines(quickdraw_subset)

@@ -1,4 +1,5 @@
-"""Scale-out and crash safety: a TF_CONFIG cluster on localhost, killed workers, SIGKILL."""
+"""train_model.py scaled out and crashed: a TF_CONFIG cluster on localhost, a killed worker,
+SIGKILL mid-training."""
 
 import json
 import os
