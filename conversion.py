@@ -18,6 +18,7 @@ processes import this module, and start much faster without it.
 """
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import gzip
@@ -266,16 +267,21 @@ def _run_stage1(tasks, num_workers, log, progress_seconds):
         for i, task in enumerate(tasks):
             record(i, _extract_class(task))
     else:
-        # spawn, not fork: the parent has TensorFlow loaded, and forking it is unsafe.
-        with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
-            for i, result in pool.imap_unordered(_indexed_extract, enumerate(tasks)):
-                record(i, result)
+        # spawn, not fork: the parent has TensorFlow loaded, and forking it is unsafe. An
+        # executor, not a multiprocessing.Pool: a worker that dies ends the run with an error
+        # where a Pool would start another one and wait forever.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+            futures = {pool.submit(_extract_class, task): i for i, task in enumerate(tasks)}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    record(futures[future], future.result())
+            except concurrent.futures.process.BrokenProcessPool:
+                raise UserError(
+                    "a converter process died (killed, or out of memory; from a Python "
+                    "script, call convert() under `if __name__ == \"__main__\":` or with "
+                    "num_workers=1)") from None
     return results
-
-
-def _indexed_extract(indexed_task):
-    i, task = indexed_task
-    return i, _extract_class(task)
 
 
 def _total_skips(results):

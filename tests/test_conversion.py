@@ -5,6 +5,8 @@ import glob
 import gzip
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import pytest
 import conversion
 import drawing
 from cli import UserError
-from conftest import BAD_INPUT, convert
+from conftest import BAD_INPUT, REPO, SAMPLE, convert
 from data_format import read_examples
 
 
@@ -135,3 +137,19 @@ def test_bad_settings_are_one_line_errors(tmp_path, fields, message):
     with pytest.raises(UserError) as error:
         convert(output_path=tmp_path / "out", **fields)
     assert str(error.value).startswith(message)
+
+
+def test_workers_that_cannot_start_end_the_run_with_an_error(tmp_path):
+    # A script calling convert() without `if __name__ == "__main__":` makes each spawned
+    # worker run the script again, and die: a multiprocessing.Pool would wait forever.
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        f"import sys; sys.path.insert(0, {REPO!r})\n"
+        "import conversion\n"
+        f"conversion.convert(conversion.ConvertConfig(ndjson_path={SAMPLE!r}, "
+        f"output_path={str(tmp_path / 'out')!r}, num_workers=2))\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "cli.UserError: a converter process died")
