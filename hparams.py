@@ -26,6 +26,7 @@ def _architecture(default, help, **checks):
 
 @dataclasses.dataclass(frozen=True)
 class HParams:
+    """The tutorial's defaults; each field is also train_model.py's flag of the same name."""
     num_layers: int = _architecture(3, "Number of bidirectional recurrent layers.", minimum=1)
     num_nodes: int = _architecture(128, "Units in each direction of a recurrent layer.",
                                    minimum=1)
@@ -57,7 +58,8 @@ class HParams:
         return len(self.classes)
 
 
-ARCHITECTURE = tuple(f.name for f in dataclasses.fields(HParams) if f.metadata.get("architecture"))
+ARCHITECTURE = tuple(f.name for f in dataclasses.fields(HParams)
+                     if f.metadata.get("architecture"))
 
 
 def from_dict(values):

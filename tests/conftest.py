@@ -43,10 +43,12 @@ def quiet(_):
     pass
 
 
-def convert(ndjson_path, output_path, **fields):
-    """conversion.convert in this process, silently; returns its ClassResults."""
-    config = conversion.ConvertConfig(ndjson_path=str(ndjson_path),
-                                      output_path=str(output_path), **fields)
+def convert(ndjson_path, output_path, train=10000, evals=1000, **fields):
+    """conversion.convert in this process, silently, keeping `train` training and `evals`
+    eval drawings a class; returns its ClassResults."""
+    config = conversion.ConvertConfig(
+        ndjson_path=str(ndjson_path), output_path=str(output_path),
+        train_observations_per_class=train, eval_observations_per_class=evals, **fields)
     return conversion.convert(config, log=quiet, warn=quiet)
 
 
@@ -63,8 +65,7 @@ def quickdraw_subset(tmp_path_factory):
 def dataset(quickdraw_subset, tmp_path_factory):
     """The 4 classes converted: 300 training and 61 eval drawings each, 2 shards."""
     out = tmp_path_factory.mktemp("dataset")
-    convert(quickdraw_subset, out, train_observations_per_class=300,
-            eval_observations_per_class=61, output_shards=2)
+    convert(quickdraw_subset, out, train=300, evals=61, output_shards=2)
     return out
 
 

@@ -27,8 +27,8 @@ def usable_inks(path, word):
 
 
 def test_layout_splits_and_shard_mixing(quickdraw_subset, tmp_path):
-    results = convert(quickdraw_subset, tmp_path, train_observations_per_class=100, eval_observations_per_class=50,
-                      output_shards=3, seed=7)
+    results = convert(quickdraw_subset, tmp_path, train=100, evals=50, output_shards=3,
+                      seed=7)
     assert [(r.name, r.train, r.eval) for r in results] == [
         (name, 100, 50) for name in ("butterfly", "circle", "square", "triangle")]
     assert sorted(os.listdir(tmp_path)) == sorted(
@@ -53,11 +53,11 @@ def test_layout_splits_and_shard_mixing(quickdraw_subset, tmp_path):
 
 
 def test_same_seed_gives_identical_files_whatever_the_process_count(quickdraw_subset, tmp_path):
-    convert(quickdraw_subset, tmp_path / "a", train_observations_per_class=60, eval_observations_per_class=20,
+    convert(quickdraw_subset, tmp_path / "a", train=60, evals=20,
             output_shards=2, seed=3, num_workers=1)
-    convert(quickdraw_subset, tmp_path / "b", train_observations_per_class=60, eval_observations_per_class=20,
+    convert(quickdraw_subset, tmp_path / "b", train=60, evals=20,
             output_shards=2, seed=3, num_workers=2)
-    convert(quickdraw_subset, tmp_path / "c", train_observations_per_class=60, eval_observations_per_class=20,
+    convert(quickdraw_subset, tmp_path / "c", train=60, evals=20,
             output_shards=2, seed=4, num_workers=2)
     names = sorted(os.listdir(tmp_path / "a"))
     assert names == sorted(os.listdir(tmp_path / "b")) == sorted(os.listdir(tmp_path / "c"))
@@ -96,7 +96,7 @@ def test_gzip_and_raw_format(tmp_path):
     src.mkdir()
     with gzip.open(src / "zigzag.ndjson.gz", "wt") as f:
         f.writelines(json.dumps(d) + "\n" for d in raw)
-    convert(str(src), tmp_path / "out", train_observations_per_class=2, eval_observations_per_class=1, output_shards=1)
+    convert(str(src), tmp_path / "out", train=2, evals=1, output_shards=1)
     train = read_examples(str(tmp_path / "out/training.tfrecord-*"))
     assert len(train) == 2 and len(read_examples(str(tmp_path / "out/eval.tfrecord-*"))) == 1
     _, flat = drawing.parse_line(json.dumps(raw[0]))
@@ -111,15 +111,14 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path):
     with open(os.path.join(BAD_INPUT, "owl.ndjson"), "rb") as f:
         data = gzip.compress(f.read())
     (src / "owl.ndjson.gz").write_bytes(data[:len(data) // 2])
-    results = convert(str(src), tmp_path / "out", train_observations_per_class=100, eval_observations_per_class=0,
-                      output_shards=1)
+    results = convert(str(src), tmp_path / "out", train=100, evals=0, output_shards=1)
     assert 0 < results[0].train < 30
     assert "EOFError" in results[0].error
 
 
 def test_stale_shards_of_another_shard_count_are_removed(quickdraw_subset, tmp_path):
-    convert(quickdraw_subset, tmp_path, train_observations_per_class=5, eval_observations_per_class=5, output_shards=3)
-    convert(quickdraw_subset, tmp_path, train_observations_per_class=5, eval_observations_per_class=5, output_shards=2)
+    convert(quickdraw_subset, tmp_path, train=5, evals=5, output_shards=3)
+    convert(quickdraw_subset, tmp_path, train=5, evals=5, output_shards=2)
     assert sorted(p for p in os.listdir(tmp_path) if "-of-" in p) == [
         "eval.tfrecord-00000-of-00002", "eval.tfrecord-00001-of-00002",
         "training.tfrecord-00000-of-00002", "training.tfrecord-00001-of-00002"]
@@ -128,7 +127,7 @@ def test_stale_shards_of_another_shard_count_are_removed(quickdraw_subset, tmp_p
 @pytest.mark.parametrize("fields, message", [
     (dict(ndjson_path="/no/such/dir"), "--ndjson_path '/no/such/dir' is not a directory"),
     (dict(classes_file="/no/such/file"), "cannot read --classes_file /no/such/file: "),
-    (dict(train_observations_per_class=0, eval_observations_per_class=0),
+    (dict(train=0, evals=0),
      "the observations per class must be >= 0 and not both 0"),
     (dict(num_workers=0), "--num_workers must be at least 1"),
 ])

@@ -77,8 +77,7 @@ def test_help_lists_every_flag():
 
 def test_killed_run_leaves_no_incomplete_file_under_a_final_name(quickdraw_subset, tmp_path):
     out = tmp_path / "out"
-    convert(quickdraw_subset, out, train_observations_per_class=20,
-            eval_observations_per_class=5, output_shards=2)
+    convert(quickdraw_subset, out, train=20, evals=5, output_shards=2)
     before = {p: (out / p).read_bytes() for p in os.listdir(out)}
     # A FIFO as a class file: the converter blocks on it, mid-run, until we kill it.
     src = tmp_path / "src"
