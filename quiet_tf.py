@@ -18,9 +18,10 @@ class _DropDeprecations(logging.Filter):
             "Use tf.keras instead" not in record.getMessage()
 
 
-def setup():
+def setup(info=True):
+    """info=False: TensorFlow's INFO lines are dropped too."""
     import tensorflow as tf
     logger = tf.get_logger()
     logger.handlers = []  # absl's handler on the root logger prints them once
     logger.addFilter(_DropDeprecations())
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if info else logging.WARNING)
