@@ -56,19 +56,32 @@ def _bucketed(records, batch_size, max_points):
 
 
 def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0,
-             shuffle_buffer=10000):
+             shuffle_buffer=10000, shard=(0, 1), limit=0):
     """Training: shuffled files and records, repeated forever, drawings cropped to
-    `max_points` if not 0. Eval: every record once, never cropped, the last batches partial.
-    bucket: batch drawings of similar lengths together; else pad each batch of records as read.
+    `max_points` if not 0; shard = (index, count): this task's part of the data, every
+    count-th file from the index-th (every count-th record when there are fewer files than
+    tasks). Eval: every record once (or the first `limit`, if not 0), in file order, never
+    cropped, the last batches partial. bucket: batch drawings of similar lengths together;
+    else pad each batch of records as read.
     """
+    files = sorted(tf.io.gfile.glob(pattern))
     if training:
-        files = tf.data.Dataset.list_files(pattern, shuffle=True, seed=seed)
+        index, count = shard
+        by_file = len(files) >= count
+        if by_file:
+            files = files[index::count]
+        files = tf.data.Dataset.from_tensor_slices(files)
+        if by_file:
+            files = files.shuffle(files.cardinality(), seed=seed)
         records = files.interleave(tf.data.TFRecordDataset, cycle_length=4,
                                    num_parallel_calls=tf.data.AUTOTUNE)
+        if not by_file:  # the same record order in every task, then every count-th record
+            records = records.shard(count, index)
         records = records.shuffle(shuffle_buffer, seed=seed).repeat()
     else:
-        files = tf.data.Dataset.from_tensor_slices(sorted(tf.io.gfile.glob(pattern)))
-        records = files.flat_map(tf.data.TFRecordDataset)
+        records = tf.data.Dataset.from_tensor_slices(files).flat_map(tf.data.TFRecordDataset)
+        if limit:
+            records = records.take(limit)
         max_points = 0
     if bucket:
         batches = _bucketed(records, batch_size, max_points)

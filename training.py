@@ -13,6 +13,7 @@ TF_CONFIG cluster it plays its task's part.
 import dataclasses
 import json
 import os
+import time
 import typing
 
 import numpy as np
@@ -54,6 +55,10 @@ class TrainConfig:
                           "which drawings share a batch; much less padding to compute).")
     max_points: int = option(0, "If not 0, crop training drawings to this many points "
                              "(evaluation is never cropped).", minimum=0)
+    eval_sample: int = option(
+        10000, "Eval drawings that each evaluation during training sees: the first ones of "
+        "the eval files, a fixed random sample (0: all). The whole eval set is evaluated at "
+        "the end of the run, and by --evaluate_only.", minimum=0)
     distribution_strategy: str = option(
         "none", "mirrored: train on all local GPUs, one replica each (--batch_size each). "
         "A cluster needs no flag: set TF_CONFIG (see the README).",
@@ -73,10 +78,40 @@ class TrainConfig:
         return self.classes_file or data_format.classes_beside(self.training_data)
 
 
+def _cluster():
+    """TF_CONFIG's (cluster, task), both {} when training alone."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    return tf_config.get("cluster") or {}, tf_config.get("task") or {}
+
+
 def cluster_task():
     """(type, index) of this process in TF_CONFIG's cluster, or None when training alone."""
-    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task")
+    _, task = _cluster()
     return (task.get("type"), task.get("index", 0)) if task else None
+
+
+def checkpoint_step(model_dir):
+    """The global step of model_dir's latest checkpoint; 0 without one."""
+    checkpoint = tf.train.latest_checkpoint(model_dir)
+    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def data_stream(config):
+    """(shard index, shard count, seed) of this process's training data.
+
+    In a cluster the chief and each worker read their own part of the files with their own
+    seed (which also decides their dropout), so that a worker adds data. A run that starts
+    from a checkpoint at step S gets another seed than at step 0, so that it goes on to other
+    drawings instead of replaying the first ones. A new run alone uses --seed itself.
+    """
+    cluster, task = _cluster()
+    index = 1 + task.get("index", 0) if task.get("type") == "worker" else 0
+    count = 1 + len(cluster.get("worker", [])) if task else 1
+    start = checkpoint_step(config.model_dir)
+    if (index, start) == (0, 0):
+        return index, count, config.seed
+    state = np.random.SeedSequence([config.seed, index, start]).generate_state(1)[0]
+    return index, count, int(state % 2**31)
 
 
 def _check_pattern(flag, pattern):
@@ -84,26 +119,54 @@ def _check_pattern(flag, pattern):
         raise UserError(f"--{flag}={pattern} matches no file")
 
 
-def _estimator(config, hparams):
+def _estimator(config, hparams, seed=None):
     strategy = tf.distribute.MirroredStrategy() \
         if config.distribution_strategy == "mirrored" else None
     checkpoints = ({"save_checkpoints_steps": config.save_checkpoints_steps}
                    if config.save_checkpoints_steps else
                    {"save_checkpoints_secs": config.save_checkpoints_secs})
     run_config = tf.estimator.RunConfig(
-        model_dir=config.model_dir, tf_random_seed=config.seed, train_distribute=strategy,
-        save_summary_steps=config.save_summary_steps, **checkpoints)
+        model_dir=config.model_dir, tf_random_seed=config.seed if seed is None else seed,
+        train_distribute=strategy, save_summary_steps=config.save_summary_steps, **checkpoints)
     return tf.estimator.Estimator(model.model_fn, config=run_config, params=hparams)
 
 
-def _eval_input_fn(config):
+def _eval_input_fn(config, limit=0):
     return lambda: input_pipeline.input_fn(config.eval_data, False, config.eval_batch_size,
-                                           bucket=config.bucket)
+                                           bucket=config.bucket, limit=limit)
+
+
+class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
+    """During training, evaluates (the eval sample) and exports after a checkpoint once
+    training has gone on for --save_checkpoints_secs and for 9 times as long as the last
+    evaluation took, counted from its end: evaluations never run back to back and take about
+    10% of the time at most, whatever their size. (The Estimator's own schedule counts from
+    the start of an evaluation, so one longer than the interval starves training.)"""
+
+    def __init__(self, evaluate_and_export, min_seconds):
+        self._evaluate_and_export = evaluate_and_export
+        self._min_seconds = min_seconds
+        self.count = 0
+
+    def begin(self):
+        self._next, self._first = 0.0, True
+
+    def after_save(self, session, global_step_value):
+        if self._first:  # the checkpoint written as training starts: nothing new to evaluate
+            self._first = False
+            return
+        if time.monotonic() < self._next:
+            return
+        start = time.monotonic()
+        self._evaluate_and_export(final=False)
+        self.count += 1
+        end = time.monotonic()
+        self._next = end + max(self._min_seconds, 9 * (end - start))
 
 
 def train_and_evaluate(config):
-    """Runs this task's part of the training; returns the last evaluation's metrics (None
-    in a cluster task that does not evaluate)."""
+    """Runs this task's part of the training; returns the metrics of the final evaluation,
+    over every eval drawing (None in a cluster task that does not evaluate)."""
     _check_pattern("training_data", config.training_data)
     _check_pattern("eval_data", config.eval_data)
     classes = data_format.read_classes(config.classes_path, flag="classes_file")
@@ -117,23 +180,45 @@ def train_and_evaluate(config):
     logging.info("hyperparameters: %s",
                  {k: v for k, v in dataclasses.asdict(hparams).items() if k != "classes"})
 
-    estimator = _estimator(config, hparams)
-    train_spec = tf.estimator.TrainSpec(
-        lambda: input_pipeline.input_fn(config.training_data, True, hparams.batch_size,
-                                        seed=config.seed, bucket=config.bucket,
-                                        max_points=config.max_points),
-        max_steps=config.steps)
-    eval_spec = tf.estimator.EvalSpec(
-        _eval_input_fn(config), steps=None, start_delay_secs=0,
-        throttle_secs=config.save_checkpoints_secs,
-        exporters=serving.exporters(config.classes_path))
-    metrics, _ = tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec) or (None, None)
-    if metrics is None and task is None:
+    shard_index, shard_count, seed = data_stream(config)
+    estimator = _estimator(config, hparams, seed)
+
+    def train_input_fn():
+        return input_pipeline.input_fn(
+            config.training_data, True, hparams.batch_size, seed=seed, bucket=config.bucket,
+            max_points=config.max_points, shard=(shard_index, shard_count))
+
+    exporters = serving.exporters(config.classes_path)
+    sample_input_fn = _eval_input_fn(config, limit=config.eval_sample)
+    if task is not None:  # the Estimator's distributed runtime; an evaluator task evaluates
+        eval_spec = tf.estimator.EvalSpec(
+            sample_input_fn, steps=None, start_delay_secs=0,
+            throttle_secs=config.save_checkpoints_secs, exporters=exporters)
+        tf.estimator.train_and_evaluate(
+            estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=config.steps),
+            eval_spec)
+        if task[0] != "evaluator":
+            return None
+        return estimator.evaluate(_eval_input_fn(config), name=None)
+
+    def evaluate_and_export(final, input_fn=sample_input_fn):
+        metrics = estimator.evaluate(input_fn, name=None)
+        checkpoint = estimator.latest_checkpoint()
+        for exporter in exporters:
+            exporter.export(estimator, os.path.join(config.model_dir, "export", exporter.name),
+                            checkpoint, metrics, final)
+        return metrics
+
+    start_step = checkpoint_step(config.model_dir)
+    evaluations = _Evaluations(evaluate_and_export, config.save_checkpoints_secs)
+    estimator.train(train_input_fn, max_steps=config.steps, saving_listeners=[evaluations])
+    if checkpoint_step(config.model_dir) == start_step:
         # The checkpoint is at --steps already, so nothing was trained: evaluate it anyway.
-        logging.info("%s is at step %d already: evaluating it", config.model_dir,
-                     estimator.get_variable_value("global_step"))
-        metrics = estimator.evaluate(eval_spec.input_fn, name=None)
-    return metrics
+        logging.info("%s is at step %d already: evaluating it", config.model_dir, start_step)
+        return estimator.evaluate(_eval_input_fn(config), name=None)
+    logging.info("evaluations during training: %d; now the final one, over every eval "
+                 "drawing", evaluations.count)
+    return evaluate_and_export(final=True, input_fn=_eval_input_fn(config))
 
 
 def evaluate(config):

@@ -55,3 +55,21 @@ def test_same_seed_same_batches(dataset):
         return [labels.numpy().tolist() for _, labels in
                 input_pipeline.input_fn(pattern, True, 8, seed=3).take(10)]
     assert first_labels() == first_labels()
+
+
+def test_task_shards_split_the_training_data(dataset, tmp_path):
+    # 2 files: by file for 2 tasks; by record for 3 (fewer files than tasks).
+    pattern = training_pattern(dataset)
+    every = collections.Counter(ink.tobytes() for _, ink in read_examples(pattern))
+    for count in (2, 3):
+        parts = []
+        for index in range(count):
+            seen = set()
+            batches = input_pipeline.input_fn(pattern, True, 50, seed=index, bucket=False,
+                                              shard=(index, count))
+            for features, _ in batches.take(30):  # over 2 epochs of each part
+                ink, lengths = features["ink"].numpy(), features["lengths"].numpy()
+                seen.update(row[:n].tobytes() for row, n in zip(ink, lengths))
+            parts.append(seen)
+        assert sum(len(p) for p in parts) == len(set().union(*parts)), "no drawing shared"
+        assert set().union(*parts) == set(every), "and none left out"

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import hparams
+import input_pipeline
 import training
 from cli import UserError
 from conftest import eval_pattern, final_step, tags, train_config
@@ -119,3 +120,49 @@ def test_mirrored_strategy_trains(self_test_data, tmp_path, log_lines):
     metrics = self_test_run(self_test_data, tmp_path, 10, distribution_strategy="mirrored")
     assert "Using MirroredStrategy with devices" in log_lines
     assert (metrics["global_step"], metrics["eval_drawings"]) == (10, 36)
+
+
+def test_evaluations_never_starve_training(dataset, tmp_path, log_lines):
+    # A checkpoint every second and evaluations much longer than that (one drawing a batch):
+    # the Estimator's own schedule evaluated after nearly every step.
+    metrics = training.train_and_evaluate(train_config(
+        dataset, tmp_path, steps=60, save_checkpoints_secs=1, eval_batch_size=1,
+        eval_sample=50))
+    evaluations = [m for m in log_lines.messages if m.startswith("Saving dict for global step")]
+    assert 2 <= len(evaluations) <= 3, evaluations
+    assert all("eval_drawings = 50.0" in m for m in evaluations[:-1])  # the sample...
+    assert "eval_drawings = 244.0, global_step = 60," in evaluations[-1]  # ...then all
+    assert (metrics["global_step"], metrics["eval_drawings"]) == (60, 244)
+
+
+def first_batch(config, stream):
+    index, count, seed = stream
+    dataset = input_pipeline.input_fn(config.training_data, True, 16, seed=seed,
+                                      shard=(index, count))
+    features, _ = next(iter(dataset))
+    return features["ink"].numpy().tobytes()
+
+
+def test_each_cluster_task_reads_its_own_data(dataset, tmp_path, monkeypatch):
+    config = train_config(dataset, tmp_path)
+    cluster = {"ps": ["h:1"], "chief": ["h:2"], "worker": ["h:3", "h:4"], "evaluator": ["h:5"]}
+    streams = {}
+    for role, index in (("chief", 0), ("worker", 0), ("worker", 1)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps(
+            {"cluster": cluster, "task": {"type": role, "index": index}}))
+        streams[role, index] = training.data_stream(config)
+    assert [s[:2] for s in streams.values()] == [(0, 3), (1, 3), (2, 3)]
+    assert streams["chief", 0][2] == config.seed
+    assert len({s[2] for s in streams.values()}) == 3, "a seed of its own each"
+    assert len({first_batch(config, s) for s in streams.values()}) == 3
+
+
+def test_a_resumed_run_goes_on_to_other_drawings(trained, dataset):
+    model_dir, _ = trained
+    config = train_config(dataset, model_dir)
+    fresh = train_config(dataset, model_dir / "new")
+    resumed_stream = training.data_stream(config)
+    assert training.data_stream(fresh) == (0, 1, fresh.seed)
+    assert resumed_stream[:2] == (0, 1) and resumed_stream[2] != fresh.seed
+    assert resumed_stream == training.data_stream(config), "the same for the same step"
+    assert first_batch(config, resumed_stream) != first_batch(fresh, (0, 1, fresh.seed))
