@@ -25,6 +25,7 @@ import gzip
 import itertools
 import multiprocessing
 import os
+import shutil
 import struct
 import tempfile
 import time
@@ -39,6 +40,7 @@ from cli import UserError, check, option
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
 _LENGTH = struct.Struct("<I")
 _BATCH_LINES = 256
+_TMP_PREFIX = ".create_dataset-"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,11 +97,14 @@ def _open_binary(path):
 
 
 def _read_lines(path, result):
-    """The file's lines; an unreadable or truncated file ends them, noted in result.error."""
+    """The file's lines; an unreadable, truncated or corrupt file ends them, noted in
+    result.error."""
     try:
         with _open_binary(path) as f:
             yield from f
-    except (OSError, EOFError) as e:  # EOFError: a truncated .gz
+    # OSError (bad .gz header, local read errors), EOFError (truncated .gz), zlib.error
+    # (corrupt .gz data), TensorFlow's errors for remote files: all end this class only.
+    except Exception as e:  # noqa: BLE001
         result.error = f"{type(e).__name__}: {e}"
 
 
@@ -145,8 +150,10 @@ def _write_split(sources, counts, tmp_dir, prefix, shards, rng):
     paths = [os.path.join(tmp_dir, data_format.shard_name(prefix, s, shards))
              for s in range(shards)]
     writers = [tf.io.TFRecordWriter(p) for p in paths]
-    for position, c in enumerate(order.tolist()):
-        writers[position % shards].write(data_format.encode_example(next(readers[c]), c))
+    # In chunks: a Python list of the whole order would cost ~36 bytes a drawing.
+    for start in range(0, len(order), 1 << 16):
+        for position, c in enumerate(order[start:start + (1 << 16)].tolist(), start):
+            writers[position % shards].write(data_format.encode_example(next(readers[c]), c))
     for w in writers:
         w.close()
     return paths
@@ -198,7 +205,10 @@ def convert(config, log=print, warn=print, progress_seconds=10.0):
     local_output = "://" not in output_path
     # On the output's own filesystem, so that the final renames are atomic.
     tmp_root = output_path if local_output else None
-    with tempfile.TemporaryDirectory(prefix=".create_dataset-", dir=tmp_root) as tmp_dir:
+    if local_output:
+        _remove_killed_runs_folders(output_path, log)
+    with tempfile.TemporaryDirectory(prefix=f"{_TMP_PREFIX}{os.getpid()}-",
+                                     dir=tmp_root) as tmp_dir:
         tasks = [(i, name, files[name], train_per_class, eval_per_class, tmp_dir)
                  for i, name in enumerate(classes)]
         results = _run_stage1(tasks, config.num_workers, log, progress_seconds)
@@ -235,6 +245,24 @@ def convert(config, log=print, warn=print, progress_seconds=10.0):
             else:  # an object store's upload is atomic; there is no rename across filesystems
                 tf.io.gfile.copy(tmp, final, overwrite=True)
     return results
+
+
+def _remove_killed_runs_folders(output_path, log):
+    """Deletes the temporary folders of runs that were killed: <prefix><pid>-* of a process
+    that no longer runs."""
+    for name in os.listdir(output_path):
+        if not name.startswith(_TMP_PREFIX):
+            continue
+        pid = name[len(_TMP_PREFIX):].split("-")[0]
+        try:
+            os.kill(int(pid), 0)
+            continue  # that run is still going
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:  # another user's live process
+            continue
+        log(f"removing {name}: left by a run that was killed")
+        shutil.rmtree(os.path.join(output_path, name), ignore_errors=True)
 
 
 def _remove_stale_shards(output_path, output_shards, log):

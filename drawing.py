@@ -64,6 +64,8 @@ def parse_line(line):
         sample = json.loads(line, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
         raise BadDrawing(INVALID_JSON, str(e)) from None
+    except RecursionError:  # nested deeper than the parser's stack
+        raise BadDrawing(INVALID_JSON, "nested too deeply") from None
     if not isinstance(sample, dict):
         raise BadDrawing(NOT_AN_OBJECT)
     word = sample.get("word")

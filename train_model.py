@@ -26,6 +26,8 @@ cli.define_flags(hparams.HParams)
 flags.DEFINE_enum("cell_type", None, list(hparams.TUTORIAL_CELL_TYPES),
                   "The tutorial's flag, kept for its users: --cell=lstm with --rnn_kernel=auto "
                   "(lstm, cudnn_lstm) or block (block_lstm).")
+flags.DEFINE_boolean("evaluate_only", False, "Train nothing: evaluate --model_dir's latest "
+                     "checkpoint on every drawing of --eval_data and print its figures.")
 flags.DEFINE_boolean("self_test", False, "Train a few steps on generated drawings and "
                      "evaluate; needs no data flags.")
 FLAGS = flags.FLAGS
@@ -57,7 +59,10 @@ def main():
         overrides.update(cell="lstm", rnn_kernel=hparams.TUTORIAL_CELL_TYPES[FLAGS.cell_type])
     config = training.TrainConfig(**fields, hparams=overrides)
 
-    metrics = training.train_and_evaluate(config)
+    if FLAGS.evaluate_only:
+        metrics = training.evaluate(config)
+    else:
+        metrics = training.train_and_evaluate(config)
     if metrics:
         print(f"eval accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} "
               f"at step {metrics['global_step']} over {int(metrics['eval_drawings'])} drawings"

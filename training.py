@@ -69,7 +69,7 @@ class TrainConfig:
 
     def __post_init__(self):
         check(self)
-        for name in ("training_data", "eval_data", "model_dir"):
+        for name in ("eval_data", "model_dir"):
             if not getattr(self, name):
                 raise UserError(f"--{name} is required (or --self_test)")
 
@@ -167,6 +167,8 @@ class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
 def train_and_evaluate(config):
     """Runs this task's part of the training; returns the metrics of the final evaluation,
     over every eval drawing (None in a cluster task that does not evaluate)."""
+    if not config.training_data:
+        raise UserError("--training_data is required (or --self_test)")
     _check_pattern("training_data", config.training_data)
     _check_pattern("eval_data", config.eval_data)
     classes = data_format.read_classes(config.classes_path, flag="classes_file")
@@ -228,6 +230,8 @@ def evaluate(config):
     if hparams is None:
         raise UserError(f"no {hparams_lib.FILENAME} in {config.model_dir}: not a model_dir "
                         f"of train_model.py")
+    if tf.train.latest_checkpoint(config.model_dir) is None:
+        raise UserError(f"no checkpoint in {config.model_dir} to evaluate")
     overrides = {k: v for k, v in (config.hparams or {}).items()
                  if k not in hparams_lib.ARCHITECTURE}
     estimator = _estimator(config, dataclasses.replace(hparams, **overrides))

@@ -5,6 +5,7 @@ import glob
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -103,6 +104,21 @@ def test_gzip_and_raw_format(tmp_path):
     np.testing.assert_array_equal(train[0][1],
                                   drawing.points_to_ink(drawing.to_points([flat])[0])[0])
     assert train[0][1].shape == (4, 3)
+
+
+def test_corrupt_gzip_skips_the_class_with_its_reason(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(os.path.join(BAD_INPUT, "owl.ndjson"), "rb") as f:
+        data = bytearray(gzip.compress(f.read()))
+    data[200:260] = bytes(60)  # the compressed stream, not the header
+    (src / "owl.ndjson.gz").write_bytes(bytes(data))
+    (src / "notgzip.ndjson.gz").write_bytes(b"plain text, not gzip\n")
+    shutil.copy(os.path.join(BAD_INPUT, "cat.ndjson"), src)
+    results = convert(str(src), tmp_path / "out", train=100, evals=0, output_shards=1)
+    errors = {r.name: r.error.split(":")[0] for r in results}
+    assert errors == {"cat": "", "notgzip": "BadGzipFile", "owl": "error"}  # zlib.error
+    assert [r.train for r in results] == [28, 0, 0]
 
 
 def test_truncated_gzip_keeps_what_was_read(tmp_path):

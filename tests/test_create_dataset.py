@@ -113,3 +113,7 @@ def test_killed_run_leaves_no_incomplete_file_under_a_final_name(quickdraw_subse
     assert process.returncode == -signal.SIGKILL
     after = {p: (out / p).read_bytes() for p in os.listdir(out) if not p.startswith(".")}
     assert after == before, "the earlier complete output is untouched"
+    # The killed run's temporary folder is left; the next run removes it.
+    assert [p for p in os.listdir(out) if p.startswith(".create_dataset-")]
+    convert(quickdraw_subset, out, train=20, evals=5, output_shards=2)
+    assert not [p for p in os.listdir(out) if p.startswith(".")]

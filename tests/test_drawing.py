@@ -112,6 +112,9 @@ def test_every_bad_line_of_the_corpus_is_skipped_with_its_reason():
     (b'{"word":"","drawing":[[[0,1],[0,1]]]}', drawing.MISSING_WORD),
     (b'{"word":"dog","drawing":[[[0,1],[0,1]]]}', drawing.WRONG_WORD),
     (b'\xef\xbb\xbf  \r\n', drawing.BLANK_LINE),
+    (b'{"word":"cat","drawing":' + b"[" * 100000 + b"]" * 100000 + b"}", drawing.INVALID_JSON),
+    (b'{"word":"cat","drawing":[[[' + b"[" * 500 + b"0" + b"]" * 500 + b",1],[0,1]]]}",
+     drawing.NOT_NUMBERS),
 ])
 def test_bad_lines_in_a_batch_are_attributed_to_the_right_line(line, reason):
     good = b'{"word":"cat","drawing":[[[0,1,2],[0,1,4]]]}\r\n'

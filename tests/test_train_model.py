@@ -18,6 +18,9 @@ def test_self_test_needs_no_data(tmp_path):
     assert lines[1].startswith("  top-3 accuracy ")
     assert lines[2].startswith(f"best SavedModel (by eval accuracy): {tmp_path}/export/best/")
     assert lines[3] == f"TensorBoard: tensorboard --logdir {tmp_path}"
+    # The same model, evaluated only: nothing trained, the same figures.
+    again = run("train_model.py", "--self_test", f"--model_dir={tmp_path}", "--evaluate_only")
+    assert again.stdout.splitlines()[:2] == lines[:2]
 
 
 @pytest.mark.parametrize("args, message", [

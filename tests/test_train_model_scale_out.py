@@ -29,12 +29,13 @@ def free_ports(count):
 
 
 class Cluster:
-    """One ps, the chief and one worker, each `train_model.py` with the same flags."""
+    """One ps, the chief, one worker and an evaluator, each `train_model.py` with the same
+    flags."""
 
     def __init__(self, args, logs):
-        ps, chief, worker = free_ports(3)
+        ps, chief, worker, evaluator = free_ports(4)
         self.spec = {"ps": [f"127.0.0.1:{ps}"], "chief": [f"127.0.0.1:{chief}"],
-                     "worker": [f"127.0.0.1:{worker}"]}
+                     "worker": [f"127.0.0.1:{worker}"], "evaluator": [f"127.0.0.1:{evaluator}"]}
         self.args, self.logs, self.processes = args, logs, {}
 
     def start(self, role):
@@ -69,7 +70,7 @@ class Cluster:
 def cluster(dataset, tmp_path):
     model_dir = tmp_path / "model"
     args = [*data_flags(dataset), f"--model_dir={model_dir}", *TINY_MODEL,
-            "--save_checkpoints_steps=100"]
+            "--save_checkpoints_steps=100", "--save_checkpoints_secs=10"]  # secs: between evals
     cluster = Cluster(args, tmp_path)
     cluster.model_dir = model_dir
     yield cluster
@@ -77,8 +78,8 @@ def cluster(dataset, tmp_path):
 
 
 def test_cluster_trains_to_steps_and_survives_a_killed_worker(cluster):
-    cluster.args.append("--steps=700")
-    for role in ("ps", "chief", "worker"):
+    cluster.args.append("--steps=800")
+    for role in ("ps", "chief", "worker", "evaluator"):
         cluster.start(role)
     cluster.wait_for("worker", "loss = ")  # the worker trains too, not just starts
     os.killpg(cluster.processes["worker"].pid, signal.SIGKILL)
@@ -87,7 +88,12 @@ def test_cluster_trains_to_steps_and_survives_a_killed_worker(cluster):
     assert cluster.processes["chief"].wait(timeout=300) == 0, cluster.log("chief")
     assert cluster.processes["worker"].wait(timeout=120) == 0, cluster.log("worker")
     # Asynchronous training: a worker's step in flight may land after the chief's last one.
-    assert 700 <= final_step(cluster.model_dir) <= 702
+    assert 800 <= final_step(cluster.model_dir) <= 802
+    # The evaluator evaluated checkpoints as they came, then the last over every drawing.
+    assert cluster.processes["evaluator"].wait(timeout=120) == 0, cluster.log("evaluator")
+    evaluator = cluster.log("evaluator")
+    assert evaluator.count("Saving dict for global step") >= 2
+    assert "eval accuracy " in evaluator and " over 244 drawings" in evaluator
     assert "loss = " in cluster.log("worker"), "the restarted worker trained"
     assert cluster.processes["ps"].poll() is None  # a ps serves until it is stopped
 

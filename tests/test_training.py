@@ -85,6 +85,7 @@ def test_evaluate_on_demand(trained, dataset):
     (dict(save_checkpoints_steps=0), "--save_checkpoints_steps must be at least 1"),
     (dict(model_dir=""), "--model_dir is required (or --self_test)"),
     (dict(training_data="/no/such/*"), "--training_data=/no/such/* matches no file"),
+    (dict(training_data=None), "--training_data is required (or --self_test)"),
 ])
 def test_bad_settings_are_one_line_errors(dataset, tmp_path, fields, message):
     with pytest.raises(UserError) as error:
