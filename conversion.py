@@ -41,6 +41,7 @@ NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
 _LENGTH = struct.Struct("<I")
 _BATCH_LINES = 256
 _TMP_PREFIX = ".create_dataset-"
+_OPEN_FILES = 200  # class files open at once while writing the shards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,24 +137,46 @@ def _extract_class(task):
     return result
 
 
-def _read_records(path):
-    with open(path, "rb") as f:
-        while header := f.read(_LENGTH.size):
-            yield f.read(_LENGTH.unpack(header)[0])
+class _ClassRecords:
+    """The records of the classes' temporary files, each class's in order, with at most
+    _OPEN_FILES files open at once whatever the number of classes: the least recently read
+    is closed, and reopened where it stopped."""
+
+    def __init__(self, paths):
+        self._paths = paths
+        self._offsets = [0] * len(paths)
+        self._open = collections.OrderedDict()  # class -> file, least recently read first
+
+    def next(self, c):
+        f = self._open.pop(c, None)
+        if f is None:
+            if len(self._open) >= _OPEN_FILES:
+                evicted, oldest = self._open.popitem(last=False)
+                self._offsets[evicted] = oldest.tell()
+                oldest.close()
+            f = open(self._paths[c], "rb")
+            f.seek(self._offsets[c])
+        self._open[c] = f
+        return f.read(_LENGTH.unpack(f.read(_LENGTH.size))[0])
+
+    def close(self):
+        for f in self._open.values():
+            f.close()
 
 
 def _write_split(sources, counts, tmp_dir, prefix, shards, rng):
     """Stage 2 for one split: copies the classes' records into shards in a seeded order."""
     import tensorflow as tf
     order = rng.permutation(np.repeat(np.arange(len(counts), dtype=np.int32), counts))
-    readers = [_read_records(path) for path in sources]
+    records = _ClassRecords(sources)
     paths = [os.path.join(tmp_dir, data_format.shard_name(prefix, s, shards))
              for s in range(shards)]
     writers = [tf.io.TFRecordWriter(p) for p in paths]
     # In chunks: a Python list of the whole order would cost ~36 bytes a drawing.
     for start in range(0, len(order), 1 << 16):
         for position, c in enumerate(order[start:start + (1 << 16)].tolist(), start):
-            writers[position % shards].write(data_format.encode_example(next(readers[c]), c))
+            writers[position % shards].write(data_format.encode_example(records.next(c), c))
+    records.close()
     for w in writers:
         w.close()
     return paths
@@ -239,6 +262,11 @@ def convert(config, log=print, warn=print, progress_seconds=10.0):
         data_format.write_classes(classes_tmp, [results[i].name for i in used])
         written.append((classes_tmp, os.path.join(output_path, data_format.CLASSES)))
         _remove_stale_shards(output_path, output_shards, log)
+        # The classes file goes first and comes back last: a run that dies between the
+        # renames leaves no classes file, so no one trains on its shards mixed with older ones.
+        old_classes = os.path.join(output_path, data_format.CLASSES)
+        if tf.io.gfile.exists(old_classes):
+            tf.io.gfile.remove(old_classes)
         for tmp, final in written:
             if local_output:
                 os.replace(tmp, final)

@@ -146,7 +146,7 @@ class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
     def __init__(self, evaluate_and_export, min_seconds):
         self._evaluate_and_export = evaluate_and_export
         self._min_seconds = min_seconds
-        self.count = 0
+        self.count, self.seconds = 0, 0.0
 
     def begin(self):
         self._next, self._first = 0.0, True
@@ -159,8 +159,8 @@ class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
             return
         start = time.monotonic()
         self._evaluate_and_export(final=False)
-        self.count += 1
         end = time.monotonic()
+        self.count, self.seconds = self.count + 1, self.seconds + end - start
         self._next = end + max(self._min_seconds, 9 * (end - start))
 
 
@@ -213,13 +213,17 @@ def train_and_evaluate(config):
 
     start_step = checkpoint_step(config.model_dir)
     evaluations = _Evaluations(evaluate_and_export, config.save_checkpoints_secs)
+    start = time.monotonic()
     estimator.train(train_input_fn, max_steps=config.steps, saving_listeners=[evaluations])
+    seconds = time.monotonic() - start
     if checkpoint_step(config.model_dir) == start_step:
         # The checkpoint is at --steps already, so nothing was trained: evaluate it anyway.
         logging.info("%s is at step %d already: evaluating it", config.model_dir, start_step)
         return estimator.evaluate(_eval_input_fn(config), name=None)
-    logging.info("evaluations during training: %d; now the final one, over every eval "
-                 "drawing", evaluations.count)
+    logging.info("evaluations during training: %d, %.0f s with their exports, %.1f%% of the "
+                 "%.0f s of training; now the final one, over every eval drawing",
+                 evaluations.count, evaluations.seconds, 100 * evaluations.seconds / seconds,
+                 seconds)
     return evaluate_and_export(final=True, input_fn=_eval_input_fn(config))
 
 

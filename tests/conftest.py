@@ -152,3 +152,4 @@ def trained(dataset, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("model")
     metrics = training.train_and_evaluate(train_config(dataset, model_dir, steps=150))
     return model_dir, metrics
+

@@ -6,8 +6,9 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
-import sys
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import pytest
 import conversion
 import drawing
 from cli import UserError
-from conftest import BAD_INPUT, REPO, SAMPLE, convert
+from conftest import BAD_INPUT, convert
 from data_format import read_examples
 
 
@@ -70,6 +71,14 @@ def test_same_seed_gives_identical_files_whatever_the_process_count(quickdraw_su
     # ... but the same drawings overall.
     assert sorted(i.tobytes() for _, i in read_examples(str(tmp_path / "a/training*-of-*"))) == \
         sorted(i.tobytes() for _, i in read_examples(str(tmp_path / "c/training*-of-*")))
+
+
+def test_few_open_files_whatever_the_class_count(quickdraw_subset, tmp_path, monkeypatch):
+    convert(quickdraw_subset, tmp_path / "a", train=60, evals=20, output_shards=2, seed=3)
+    monkeypatch.setattr(conversion, "_OPEN_FILES", 2)  # 4 classes, 2 files open at most
+    convert(quickdraw_subset, tmp_path / "b", train=60, evals=20, output_shards=2, seed=3)
+    for name in sorted(os.listdir(tmp_path / "a")):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_classes_file_restricts_and_orders(quickdraw_subset, tmp_path):
@@ -154,17 +163,62 @@ def test_bad_settings_are_one_line_errors(tmp_path, fields, message):
     assert str(error.value).startswith(message)
 
 
-def test_workers_that_cannot_start_end_the_run_with_an_error(tmp_path):
-    # A script calling convert() without `if __name__ == "__main__":` makes each spawned
-    # worker run the script again, and die: a multiprocessing.Pool would wait forever.
-    script = tmp_path / "no_guard.py"
-    script.write_text(
-        f"import sys; sys.path.insert(0, {REPO!r})\n"
-        "import conversion\n"
-        f"conversion.convert(conversion.ConvertConfig(ndjson_path={SAMPLE!r}, "
-        f"output_path={str(tmp_path / 'out')!r}, num_workers=2))\n")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=300, cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "cli.UserError: a converter process died")
+def test_a_worker_that_dies_ends_the_run_with_an_error(quickdraw_subset, tmp_path):
+    # A FIFO as a class file holds its worker process until the test kills it, as the
+    # kernel kills a process out of memory: a multiprocessing.Pool would wait forever.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in os.listdir(quickdraw_subset):
+        os.symlink(os.path.join(quickdraw_subset, name), src / name)
+    fifo = src / "zzz.ndjson"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def run():
+        try:
+            convert(src, tmp_path / "out", train=20, evals=5, num_workers=2)
+        except UserError as e:
+            outcome.append(str(e))
+    thread = threading.Thread(target=run)
+    thread.start()
+    writer, reader, deadline = None, None, time.monotonic() + 60
+    try:
+        while writer is None:  # opening a FIFO without a reader fails with ENXIO
+            assert time.monotonic() < deadline and thread.is_alive()
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.05)
+        while reader is None:  # the worker process that has the FIFO open
+            assert time.monotonic() < deadline
+            for fd in glob.glob("/proc/[0-9]*/fd/*"):
+                try:
+                    pid = int(fd.split("/")[2])
+                    if pid != os.getpid() and os.readlink(fd) == str(fifo):
+                        reader = pid
+                except OSError:
+                    pass
+        os.kill(reader, signal.SIGKILL)
+        thread.join(timeout=60)
+    finally:
+        if writer is not None:
+            os.close(writer)
+    assert not thread.is_alive(), "the run hangs"
+    assert outcome and outcome[0].startswith("a converter process died")
+
+
+def test_a_run_that_dies_between_renames_leaves_no_classes_file(quickdraw_subset, tmp_path,
+                                                                 monkeypatch):
+    convert(quickdraw_subset, tmp_path, train=5, evals=5, output_shards=2, seed=1)
+    renames = []
+
+    def dies_on_the_third(tmp, final):
+        renames.append(final)
+        if len(renames) == 3:
+            raise OSError("disk gone")
+        os.rename(tmp, final)
+    monkeypatch.setattr(conversion.os, "replace", dies_on_the_third)
+    with pytest.raises(OSError):
+        convert(quickdraw_subset, tmp_path, train=5, evals=5, output_shards=2, seed=2)
+    assert os.path.basename(renames[-1]).startswith("eval.tfrecord-")
+    assert not (tmp_path / "training.tfrecord.classes").exists()

@@ -100,9 +100,10 @@ def self_test_data(tmp_path_factory):
 
 
 def self_test_run(data, model_dir, steps, cell="lstm", **fields):
+    hparams = {"num_layers": 1, "num_nodes": 16, "num_conv": (8,), "conv_len": (3,),
+               "cell": cell}
     config = training.TrainConfig(**data, model_dir=str(model_dir), steps=steps,
-                                  hparams={"num_layers": 1, "num_nodes": 16, "cell": cell},
-                                  **fields)
+                                  hparams=hparams, **fields)
     return training.train_and_evaluate(config)
 
 
@@ -123,17 +124,16 @@ def test_mirrored_strategy_trains(self_test_data, tmp_path, log_lines):
     assert (metrics["global_step"], metrics["eval_drawings"]) == (10, 36)
 
 
-def test_evaluations_never_starve_training(dataset, tmp_path, log_lines):
+def test_evaluations_never_starve_training(self_test_data, tmp_path, log_lines):
     # A checkpoint every second and evaluations much longer than that (one drawing a batch):
     # the Estimator's own schedule evaluated after nearly every step.
-    metrics = training.train_and_evaluate(train_config(
-        dataset, tmp_path, steps=60, save_checkpoints_secs=1, eval_batch_size=1,
-        eval_sample=50))
+    metrics = self_test_run(self_test_data, tmp_path, 60, save_checkpoints_secs=1,
+                            eval_batch_size=1, eval_sample=12)
     evaluations = [m for m in log_lines.messages if m.startswith("Saving dict for global step")]
     assert 2 <= len(evaluations) <= 3, evaluations
-    assert all("eval_drawings = 50.0" in m for m in evaluations[:-1])  # the sample...
-    assert "eval_drawings = 244.0, global_step = 60," in evaluations[-1]  # ...then all
-    assert (metrics["global_step"], metrics["eval_drawings"]) == (60, 244)
+    assert all("eval_drawings = 12.0" in m for m in evaluations[:-1])  # the sample...
+    assert "eval_drawings = 36.0, global_step = 60," in evaluations[-1]  # ...then all
+    assert (metrics["global_step"], metrics["eval_drawings"]) == (60, 36)
 
 
 def first_batch(config, stream):
