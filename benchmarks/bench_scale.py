@@ -89,7 +89,7 @@ def main(_):
         seconds = time.perf_counter() - start
         workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"create_dataset.py: {seconds:.0f} s; peak memory {usage.ru_maxrss / 1024:.0f} "
-              f"MB (largest worker process {workers:.0f} MB); TFRecords "
+              f"MB (the largest of its processes {workers:.0f} MB); TFRecords "
               f"{folder_bytes(data) / 1e9:.2f} GB")
 
         import tensorflow as tf

@@ -153,3 +153,4 @@ def trained(dataset, tmp_path_factory):
     metrics = training.train_and_evaluate(train_config(dataset, model_dir, steps=150))
     return model_dir, metrics
 
+
