@@ -1,8 +1,10 @@
+import errno
 import glob
 import logging
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -154,3 +156,24 @@ def trained(dataset, tmp_path_factory):
     return model_dir, metrics
 
 
+def classes_and_a_fifo(quickdraw_subset, folder):
+    """(src, fifo): a folder of quickdraw_subset's class files (links) and a FIFO as one more,
+    zzz.ndjson: the converter blocks on it, mid-run, until something writes to it."""
+    src = folder / "src"
+    src.mkdir()
+    for name in os.listdir(quickdraw_subset):
+        os.symlink(os.path.join(quickdraw_subset, name), src / name)
+    fifo = src / "zzz.ndjson"
+    os.mkfifo(fifo)
+    return src, fifo
+
+
+def open_fifo_writer(fifo, alive, timeout=60):
+    """The FIFO opened for writing, once a reader has it open; `alive()` must stay true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:  # ENXIO: no reader yet
+            assert e.errno == errno.ENXIO and time.monotonic() < deadline and alive()
+            time.sleep(0.05)

@@ -16,7 +16,7 @@ import pytest
 import conversion
 import drawing
 from cli import UserError
-from conftest import BAD_INPUT, convert
+from conftest import BAD_INPUT, classes_and_a_fifo, convert, open_fifo_writer
 from data_format import read_examples
 
 
@@ -166,12 +166,7 @@ def test_bad_settings_are_one_line_errors(tmp_path, fields, message):
 def test_a_worker_that_dies_ends_the_run_with_an_error(quickdraw_subset, tmp_path):
     # A FIFO as a class file holds its worker process until the test kills it, as the
     # kernel kills a process out of memory: a multiprocessing.Pool would wait forever.
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in os.listdir(quickdraw_subset):
-        os.symlink(os.path.join(quickdraw_subset, name), src / name)
-    fifo = src / "zzz.ndjson"
-    os.mkfifo(fifo)
+    src, fifo = classes_and_a_fifo(quickdraw_subset, tmp_path)
     outcome = []
 
     def run():
@@ -183,12 +178,7 @@ def test_a_worker_that_dies_ends_the_run_with_an_error(quickdraw_subset, tmp_pat
     thread.start()
     writer, reader, deadline = None, None, time.monotonic() + 60
     try:
-        while writer is None:  # opening a FIFO without a reader fails with ENXIO
-            assert time.monotonic() < deadline and thread.is_alive()
-            try:
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                time.sleep(0.05)
+        writer = open_fifo_writer(fifo, alive=thread.is_alive)
         while reader is None:  # the worker process that has the FIFO open
             assert time.monotonic() < deadline
             for fd in glob.glob("/proc/[0-9]*/fd/*"):

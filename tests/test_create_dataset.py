@@ -2,7 +2,6 @@
 killed run."""
 
 import collections
-import errno
 import glob
 import os
 import shutil
@@ -13,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import BAD_INPUT, REPO, convert, error_line, run
+from conftest import (BAD_INPUT, REPO, classes_and_a_fifo, convert, error_line,
+                      open_fifo_writer, run)
 from data_format import read_examples
 
 
@@ -79,13 +79,7 @@ def test_killed_run_leaves_no_incomplete_file_under_a_final_name(quickdraw_subse
     out = tmp_path / "out"
     convert(quickdraw_subset, out, train=20, evals=5, output_shards=2)
     before = {p: (out / p).read_bytes() for p in os.listdir(out)}
-    # A FIFO as a class file: the converter blocks on it, mid-run, until we kill it.
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in os.listdir(quickdraw_subset):
-        os.symlink(os.path.join(quickdraw_subset, name), src / name)
-    fifo = src / "zzz.ndjson"
-    os.mkfifo(fifo)
+    src, fifo = classes_and_a_fifo(quickdraw_subset, tmp_path)
     process = subprocess.Popen(
         [sys.executable, os.path.join(REPO, "create_dataset.py"), f"--ndjson_path={src}",
          f"--output_path={out}", "--train_observations_per_class=20",
@@ -93,14 +87,7 @@ def test_killed_run_leaves_no_incomplete_file_under_a_final_name(quickdraw_subse
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     writer = None
     try:
-        deadline = time.monotonic() + 60
-        while writer is None:  # opening a FIFO without a reader fails with ENXIO
-            try:
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as e:
-                assert e.errno == errno.ENXIO and time.monotonic() < deadline
-                assert process.poll() is None
-                time.sleep(0.05)
+        writer = open_fifo_writer(fifo, alive=lambda: process.poll() is None)
         os.write(writer, b'{"word": "zzz", "drawing": [[[0, 1], [0, 1]]]}\n')
         time.sleep(0.5)
         os.killpg(process.pid, signal.SIGKILL)
