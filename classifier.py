@@ -117,13 +117,7 @@ def from_saved_model(path):
 
 def from_model_dir(model_dir):
     """The latest checkpoint, in the model that model_dir/hparams.json describes."""
-    params = hparams_lib.load(model_dir)
-    if params is None:
-        raise UserError(f"no {hparams_lib.FILENAME} in {model_dir}: not a model_dir of "
-                        f"train_model.py")
-    checkpoint = tf.train.latest_checkpoint(model_dir)
-    if checkpoint is None:
-        raise UserError(f"no checkpoint in {model_dir}")
+    params, checkpoint = hparams_lib.load_trained(model_dir)
     graph = tf.Graph()
     with graph.as_default():
         receiver = serving.serving_input_receiver_fn()

@@ -84,6 +84,18 @@ def load(model_dir):
         return from_dict(json.load(f))
 
 
+def load_trained(model_dir):
+    """(hyperparameters, latest checkpoint) of a model_dir that train_model.py trained;
+    UserError if it has no hparams.json or no checkpoint."""
+    hparams = load(model_dir)
+    if hparams is None:
+        raise UserError(f"no {FILENAME} in {model_dir}: not a model_dir of train_model.py")
+    checkpoint = tf.train.latest_checkpoint(model_dir)
+    if checkpoint is None:
+        raise UserError(f"no checkpoint in {model_dir}")
+    return hparams, checkpoint
+
+
 def write(model_dir, hparams):
     tf.io.gfile.makedirs(model_dir)
     tmp = os.path.join(model_dir, FILENAME + ".tmp")

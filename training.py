@@ -230,12 +230,7 @@ def train_and_evaluate(config):
 def evaluate(config):
     """The metrics of model_dir's latest checkpoint over every drawing of eval_data."""
     _check_pattern("eval_data", config.eval_data)
-    hparams = hparams_lib.load(config.model_dir)
-    if hparams is None:
-        raise UserError(f"no {hparams_lib.FILENAME} in {config.model_dir}: not a model_dir "
-                        f"of train_model.py")
-    if tf.train.latest_checkpoint(config.model_dir) is None:
-        raise UserError(f"no checkpoint in {config.model_dir} to evaluate")
+    hparams, _ = hparams_lib.load_trained(config.model_dir)
     overrides = {k: v for k, v in (config.hparams or {}).items()
                  if k not in hparams_lib.ARCHITECTURE}
     estimator = _estimator(config, dataclasses.replace(hparams, **overrides))

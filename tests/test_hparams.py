@@ -92,3 +92,13 @@ def test_an_earlier_versions_file_still_loads(tmp_path):
     loaded = hparams.load(str(tmp_path))
     assert loaded.cell == "lstm" and loaded.rnn_kernel == "block"
     assert loaded.classes == tuple(CLASSES)
+
+
+def test_a_trained_model_dir_needs_hparams_and_a_checkpoint(tmp_path):
+    with pytest.raises(cli.UserError) as error:
+        hparams.load_trained(str(tmp_path))
+    assert str(error.value) == f"no hparams.json in {tmp_path}: not a model_dir of train_model.py"
+    hparams.resolve(str(tmp_path), {}, CLASSES)
+    with pytest.raises(cli.UserError) as error:
+        hparams.load_trained(str(tmp_path))
+    assert str(error.value) == f"no checkpoint in {tmp_path}"
