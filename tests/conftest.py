@@ -112,11 +112,6 @@ def tags(folder):
     return found
 
 
-def final_step(model_dir):
-    import tensorflow as tf
-    return int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
-
-
 class LogLines(logging.Handler):
     """The messages of TensorFlow's and absl's loggers while it is attached."""
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import REPO, data_flags, final_step, run
+from conftest import REPO, data_flags, run
+from training import checkpoint_step
 
 # These tests check steps and restarts, not accuracy: a model whose steps cost little.
 TINY_MODEL = ["--num_layers=1", "--num_nodes=8", "--num_conv=[8]", "--conv_len=[3]",
@@ -93,7 +94,7 @@ def test_cluster_trains_to_steps_and_survives_a_killed_worker(start_cluster):
     assert cluster.processes["chief"].wait(timeout=300) == 0, cluster.log("chief")
     assert cluster.processes["worker"].wait(timeout=120) == 0, cluster.log("worker")
     # Asynchronous training: a worker's step in flight may land after the chief's last one.
-    assert 700 <= final_step(cluster.model_dir) <= 702
+    assert 700 <= checkpoint_step(str(cluster.model_dir)) <= 702
     assert "loss = " in cluster.log("worker"), "the restarted worker trained"
     assert cluster.processes["ps"].poll() is None  # a ps serves until it is stopped
 
@@ -121,7 +122,7 @@ def test_sigkill_mid_training_then_rerun_resumes(dataset, tmp_path):
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while not (model_dir / "checkpoint").exists() or final_step(model_dir) < 80:
+        while not (model_dir / "checkpoint").exists() or checkpoint_step(str(model_dir)) < 80:
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
         os.killpg(process.pid, signal.SIGKILL)
@@ -130,10 +131,10 @@ def test_sigkill_mid_training_then_rerun_resumes(dataset, tmp_path):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == -signal.SIGKILL
-    checkpoint_at_kill = final_step(model_dir)
+    checkpoint_at_kill = checkpoint_step(str(model_dir))
     assert 80 <= checkpoint_at_kill < 240
     result = run("train_model.py", *args[1:])
     assert f"Restoring parameters from {model_dir}/model.ckpt-{checkpoint_at_kill}" in \
         result.stderr
-    assert final_step(model_dir) == 240
+    assert checkpoint_step(str(model_dir)) == 240
     assert "at step 240 over 244 drawings" in result.stdout

@@ -10,7 +10,7 @@ import hparams
 import input_pipeline
 import training
 from cli import UserError
-from conftest import eval_pattern, final_step, tags, train_config
+from conftest import eval_pattern, tags, train_config
 from data_format import read_examples
 
 
@@ -39,24 +39,24 @@ def test_hparams_saved_and_rerun_resumes(trained, dataset, log_lines):
     saved = json.loads((model_dir / "hparams.json").read_text())
     assert saved["num_nodes"] == 32 and saved["num_conv"] == [16, 16]
     assert saved["classes"] == ["butterfly", "circle", "square", "triangle"]
-    assert final_step(model_dir) == 150
+    assert training.checkpoint_step(str(model_dir)) == 150
     # No architecture given: the model is rebuilt from hparams.json, and training goes on.
     metrics = training.train_and_evaluate(train_config(
         dataset, model_dir, steps=180, save_checkpoints_secs=600, hparams={}))
     assert f"Restoring parameters from {model_dir}/model.ckpt-150" in log_lines
-    assert final_step(model_dir) == 180
+    assert training.checkpoint_step(str(model_dir)) == 180
     assert (metrics["global_step"], metrics["eval_drawings"]) == (180, 244)
     # Once more: nothing left to train, but the caller still gets the model's figures.
     again = training.train_and_evaluate(train_config(dataset, model_dir, steps=180,
                                                      hparams={}))
     assert "is at step 180 already: evaluating it" in log_lines
     assert (again["global_step"], again["eval_drawings"]) == (180, 244)
-    assert final_step(model_dir) == 180
+    assert training.checkpoint_step(str(model_dir)) == 180
 
 
 def test_contradicting_hparams_stop_before_training(trained, dataset, tmp_path):
     model_dir, _ = trained
-    step = final_step(model_dir)
+    step = training.checkpoint_step(str(model_dir))
     with pytest.raises(UserError) as error:
         training.train_and_evaluate(train_config(dataset, model_dir, steps=step + 20,
                                                  hparams={"num_nodes": 64}))
@@ -69,13 +69,13 @@ def test_contradicting_hparams_stop_before_training(trained, dataset, tmp_path):
                                         r"square, \.\.\.\), not the 3"):
         training.train_and_evaluate(train_config(dataset, model_dir, steps=step + 20,
                                                  classes_file=str(classes)))
-    assert final_step(model_dir) == step  # nothing trained
+    assert training.checkpoint_step(str(model_dir)) == step  # nothing trained
 
 
 def test_evaluate_on_demand(trained, dataset):
     model_dir, _ = trained
     metrics = training.evaluate(train_config(dataset, model_dir))
-    assert metrics["global_step"] == final_step(model_dir)
+    assert metrics["global_step"] == training.checkpoint_step(str(model_dir))
     assert metrics["eval_drawings"] == 244 and metrics["accuracy"] > 0.6
 
 
