@@ -8,7 +8,7 @@ stays flat whatever the input size:
    append their encoded features to two temporary files. A worker holds one line at a time.
 2. In this process: a seeded shuffle of all (class) slots decides the order in which the
    examples are copied, round-robin, into the output shards, so every shard mixes classes.
-   Only the shuffled slot list (4 bytes a drawing) is held in memory.
+   The order is drawn a chunk at a time, so it too takes memory independent of the input.
 
 Outputs appear under their final names only once complete: shards are written into a hidden
 temporary folder inside the output folder and renamed at the end.
@@ -164,18 +164,33 @@ class _ClassRecords:
             f.close()
 
 
+def shuffled_classes(counts, rng, chunk_size=1 << 16):
+    """A uniformly shuffled sequence holding class c counts[c] times, in chunks, in memory
+    that does not grow with sum(counts): each chunk's class counts are drawn from those left
+    (multivariate hypergeometric, exactly the first chunk_size positions of a shuffle of the
+    whole), then shuffled. Yields int arrays."""
+    left = np.array(counts, dtype=np.int64)  # a copy: counts stays as it was
+    classes = np.arange(len(left), dtype=np.int32)
+    while left.sum():
+        drawn = rng.multivariate_hypergeometric(left, min(chunk_size, int(left.sum())))
+        left -= drawn
+        chunk = np.repeat(classes, drawn)
+        rng.shuffle(chunk)
+        yield chunk
+
+
 def _write_split(sources, counts, tmp_dir, prefix, shards, rng):
     """Stage 2 for one split: copies the classes' records into shards in a seeded order."""
     import tensorflow as tf
-    order = rng.permutation(np.repeat(np.arange(len(counts), dtype=np.int32), counts))
     records = _ClassRecords(sources)
     paths = [os.path.join(tmp_dir, data_format.shard_name(prefix, s, shards))
              for s in range(shards)]
     writers = [tf.io.TFRecordWriter(p) for p in paths]
-    # In chunks: a Python list of the whole order would cost ~36 bytes a drawing.
-    for start in range(0, len(order), 1 << 16):
-        for position, c in enumerate(order[start:start + (1 << 16)].tolist(), start):
+    position = 0
+    for chunk in shuffled_classes(counts, rng):
+        for c in chunk.tolist():
             writers[position % shards].write(data_format.encode_example(records.next(c), c))
+            position += 1
     records.close()
     for w in writers:
         w.close()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -52,6 +53,28 @@ def test_layout_splits_and_shard_mixing(quickdraw_subset, tmp_path):
         assert len(set(labels)) == 4, "every shard mixes all classes"
         assert labels != sorted(labels), "and not in class order"
     assert all(ink.shape[1] == 3 and ink.dtype == np.float32 for _, ink in train)
+
+
+def test_shuffled_classes_is_a_uniform_shuffle_across_chunks():
+    # counts (2, 2, 1) have 30 distinct orders; chunks of 2 cut through every one of them.
+    seen = collections.Counter(
+        tuple(np.concatenate(list(conversion.shuffled_classes(
+            [2, 2, 1], np.random.default_rng(seed), chunk_size=2))).tolist())
+        for seed in range(6000))
+    assert len(seen) == 30
+    assert all(150 < n < 250 for n in seen.values()), seen  # 200 expected each
+
+
+def test_shuffled_classes_memory_is_flat_at_50m_drawings():
+    counts = np.full(345, 50_000_000 // 345)
+    tally = np.zeros(345, dtype=np.int64)
+    tracemalloc.start()
+    for chunk in conversion.shuffled_classes(counts, np.random.default_rng(0)):
+        tally += np.bincount(chunk, minlength=345)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (tally == counts).all()
+    assert peak < 4e6, f"{peak / 1e6:.1f} MB for 50M drawings"
 
 
 def test_same_seed_gives_identical_files_whatever_the_process_count(quickdraw_subset, tmp_path):
