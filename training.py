@@ -172,13 +172,20 @@ def train_and_evaluate(config):
     _check_pattern("training_data", config.training_data)
     _check_pattern("eval_data", config.eval_data)
     classes = data_format.read_classes(config.classes_path, flag="classes_file")
+    gpu = recurrent.gpu_visible()
+    if not gpu and (config.hparams or {}).get("rnn_kernel") == "cudnn":
+        raise UserError(f"--rnn_kernel=cudnn needs a GPU: {recurrent.why_no_gpu()}")
     task = cluster_task()
     # In a cluster every task runs this same command; the chief alone writes hparams.json.
     hparams = hparams_lib.resolve(config.model_dir, config.hparams or {}, classes,
                                   save=task is None or task[0] == "chief")
-    if hparams.rnn_kernel == "cudnn" and recurrent.resolve_kernel("cudnn") != "cudnn":
-        logging.warning("--rnn_kernel=cudnn but no GPU is visible: running the same "
-                        "recurrent layers as a loop")
+    if not gpu:
+        if hparams.rnn_kernel == "cudnn":  # saved by a run on a GPU, resumed here
+            logging.warning("this model was trained with --rnn_kernel=cudnn and no GPU is "
+                            "visible here: running the same recurrent layers as a loop")
+        elif recurrent.gpu_present_but_unused():
+            logging.warning("a GPU is present but unused, training on the CPU: %s",
+                            recurrent.why_no_gpu())
     logging.info("hyperparameters: %s",
                  {k: v for k, v in dataclasses.asdict(hparams).items() if k != "classes"})
 
@@ -230,10 +237,12 @@ def train_and_evaluate(config):
 def evaluate(config):
     """The metrics of model_dir's latest checkpoint over every drawing of eval_data."""
     _check_pattern("eval_data", config.eval_data)
-    hparams, _ = hparams_lib.load_trained(config.model_dir)
-    overrides = {k: v for k, v in (config.hparams or {}).items()
-                 if k not in hparams_lib.ARCHITECTURE}
-    estimator = _estimator(config, dataclasses.replace(hparams, **overrides))
+    hparams_lib.load_trained(config.model_dir)
+    # As for training: an architecture flag or classes file that contradicts the model is
+    # an error rather than silently ignored; the other flags (e.g. --rnn_kernel) apply.
+    classes = data_format.read_classes(config.classes_path, flag="classes_file")
+    hparams = hparams_lib.resolve(config.model_dir, config.hparams or {}, classes, save=False)
+    estimator = _estimator(config, hparams)
     return estimator.evaluate(_eval_input_fn(config), name=None)
 
 

@@ -77,6 +77,8 @@ def test_evaluate_on_demand(trained, dataset):
     metrics = training.evaluate(train_config(dataset, model_dir))
     assert metrics["global_step"] == training.checkpoint_step(str(model_dir))
     assert metrics["eval_drawings"] == 244 and metrics["accuracy"] > 0.6
+    with pytest.raises(UserError, match=r"^--num_layers=2 contradicts the model saved in"):
+        training.evaluate(train_config(dataset, model_dir, hparams={"num_layers": 2}))
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -92,6 +94,14 @@ def test_bad_settings_are_one_line_errors(dataset, tmp_path, fields, message):
         config = train_config(dataset, tmp_path / "model")
         training.train_and_evaluate(dataclasses.replace(config, **fields))
     assert str(error.value) == message
+
+
+def test_cudnn_asked_for_without_a_gpu_is_a_one_line_error(dataset, tmp_path):
+    with pytest.raises(UserError, match=r"^--rnn_kernel=cudnn needs a GPU: TensorFlow found no "
+                                        r"GPU it can use: check the NVIDIA driver"):
+        training.train_and_evaluate(train_config(dataset, tmp_path / "model",
+                                                 hparams={"rnn_kernel": "cudnn"}))
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.fixture(scope="module")
