@@ -42,7 +42,8 @@ class HParams:
     rnn_kernel: str = option(
         "auto", "What runs the recurrent layers; every kernel reads the same variables. loop: "
         "a while loop of matmuls; block: TensorFlow's fused CPU op (lstm only); cudnn: cuDNN "
-        "on a GPU (the loop without one); auto: cudnn when a GPU is visible, else loop.",
+        "on a GPU (an error without one); auto: cudnn when a GPU is visible, else loop. "
+        "Exported models always run the loop, which every device has.",
         choices=recurrent.KERNELS)
     classes: tuple = _architecture((), "The class names; a class's index is its position.",
                                    flag=False)

@@ -37,13 +37,16 @@ def _conv_stack(ink, mask, params, training):
     return x
 
 
-def logits_fn(ink, lengths, params, training):
-    """The network: ink [batch, time, 3] and lengths [batch] -> logits [batch, classes]."""
+def logits_fn(ink, lengths, params, training, kernel=None):
+    """The network: ink [batch, time, 3] and lengths [batch] -> logits [batch, classes].
+
+    kernel: what runs the recurrent layers (default: params.rnn_kernel, resolved)."""
     mask = tf.sequence_mask(lengths, tf.shape(ink)[1], dtype=tf.float32)[:, :, None]
     x = _conv_stack(ink, mask, params, training)
     x = recurrent.bidirectional_stack(
         x, lengths, params.cell, params.num_nodes, params.num_layers,
-        params.dropout if training else 0.0, recurrent.resolve_kernel(params.rnn_kernel))
+        params.dropout if training else 0.0,
+        kernel or recurrent.resolve_kernel(params.rnn_kernel))
     summed = tf.reduce_sum(x * mask, axis=1)  # over each drawing's valid steps only
     with tf.compat.v1.variable_scope("dense"):
         kernel = tf.compat.v1.get_variable("kernel", [summed.shape[-1], params.num_classes])
@@ -80,7 +83,9 @@ def model_fn(features, labels, mode, params):
     """
     training = mode == tf.estimator.ModeKeys.TRAIN
     lengths = tf.cast(features["lengths"], tf.int32)
-    logits = logits_fn(features["ink"], lengths, params, training)
+    # A prediction graph is what exports save: it runs the kernel every device has.
+    logits = logits_fn(features["ink"], lengths, params, training,
+                       recurrent.PORTABLE if mode == tf.estimator.ModeKeys.PREDICT else None)
     probabilities = tf.nn.softmax(logits)
     top = tf.math.top_k(probabilities, k=min(TOP_K, params.num_classes))
     predictions = {
@@ -105,16 +110,37 @@ def model_fn(features, labels, mode, params):
     # What the tutorial's optimize_loss did: Adam, gradients clipped by global norm, and
     # summaries of the learning rate, the gradient norms and each variable's gradients.
     optimizer = tf.compat.v1.train.AdamOptimizer(params.learning_rate)
-    gradients, variables = zip(*optimizer.compute_gradients(loss))
-    clipped, norm = tf.clip_by_global_norm(gradients, params.gradient_clipping_norm)
+    variables = tf.compat.v1.trainable_variables()
+    gradients, shares, norm = clipped_update(loss, variables, params.gradient_clipping_norm)
     tf.compat.v1.summary.scalar("learning_rate", params.learning_rate)
     tf.compat.v1.summary.scalar("global_norm/gradient_norm", norm)
     tf.compat.v1.summary.scalar("global_norm/clipped_gradient_norm",
-                                tf.linalg.global_norm(clipped))
+                                tf.linalg.global_norm(shares) * _replicas())
     for gradient, variable in zip(gradients, variables):
         tf.compat.v1.summary.histogram("gradients/" + variable.op.name, gradient)
     # Batch norm's moving averages update with each training step.
     with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)):
-        train_op = optimizer.apply_gradients(zip(clipped, variables),
+        train_op = optimizer.apply_gradients(zip(shares, variables),
                                              global_step=tf.compat.v1.train.get_global_step())
     return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
+
+
+def _replicas():
+    return tf.distribute.get_replica_context().num_replicas_in_sync
+
+
+def clipped_update(loss, variables, clip_norm):
+    """(gradients, shares, norm): the gradients of the step's update (with mirrored replicas,
+    the mean of theirs: each loss is its own batch's mean), their global norm, and this
+    replica's share of the update clipped to clip_norm, for an optimizer that sums the
+    replicas' shares. Clipping each replica's gradients on its own would let N replicas
+    apply up to N times clip_norm."""
+    gradients = tf.gradients(loss, variables)
+    replicas = _replicas()
+    if replicas > 1:
+        gradients = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.MEAN, gradients)
+    clipped, norm = tf.clip_by_global_norm(gradients, clip_norm)
+    if replicas > 1:
+        clipped = [g / replicas for g in clipped]
+    return gradients, clipped, norm

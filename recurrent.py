@@ -39,6 +39,9 @@ class Cell:
     cudnn_mode: str         # CudnnRNNV3's rnn_mode
     cudnn_order: tuple      # cuDNN's order of the gate blocks, as indices of ours
     fused: dict = dataclasses.field(default_factory=dict)  # kernel -> fn(x, weights, lengths)
+    # (x @ kernel + input bias for all steps, recurrent_kernel, recurrent bias) -> outputs:
+    # the loop kernel with a hand-written gradient; without it, autodiff of `step`'s loop.
+    recurrence: typing.Optional[typing.Callable] = None
 
 
 def _lstm_step(x_t, state, recurrent_kernel, _):
@@ -47,6 +50,74 @@ def _lstm_step(x_t, state, recurrent_kernel, _):
     c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
     h = tf.sigmoid(o) * tf.tanh(c)
     return h, (h, c)
+
+
+def _lstm_recurrence(projected, recurrent_kernel, _):
+    """The LSTM over projected [time, batch, 4 units] (x @ kernel + bias) -> h [time, batch,
+    units], with a hand-written gradient.
+
+    Autodiff of the loop runs about three times the forward's ops a step and computes the
+    recurrent kernel's gradient as one small matmul a step. Here the forward loop saves only
+    each step's pre-activations and cell state; everything the backward pass can compute for
+    all steps at once (activations and their derivatives) is computed outside its loop, whose
+    steps are a matmul and a few products; the recurrent kernel's gradient is one large matmul
+    after it.
+    """
+    units = recurrent_kernel.shape[0]
+
+    @tf.custom_gradient
+    def run(projected, recurrent_kernel):
+        # Few ops a step, as their count, not their arithmetic, bounds small batches: steps
+        # are read by index (no autodiff runs through the loop, so this costs nothing in the
+        # gradient) and a step's pre-activations and cell state are saved as one tensor.
+        steps = tf.shape(projected)[0]
+        zeros = tf.zeros_like(projected[0][..., :units])
+
+        def step(t, h, c, saved):
+            z = tf.gather(projected, t) + tf.matmul(h, recurrent_kernel)
+            i, f, _, o = tf.split(tf.sigmoid(z), 4, axis=-1)
+            c = f * c + i * tf.tanh(z[..., 2 * units:3 * units])
+            h = o * tf.tanh(c)
+            return t + 1, h, c, saved.write(t, tf.concat([z, c], axis=-1))
+
+        _, _, _, saved = tf.while_loop(
+            lambda t, *_: t < steps, step,
+            (0, zeros, zeros, tf.TensorArray(tf.float32, size=steps)))
+        zs, cs = tf.split(saved.stack(), [4 * units, units], axis=-1)
+        i, f, _, o = tf.split(tf.sigmoid(zs), 4, axis=-1)
+        tanh_c = tf.tanh(cs)
+        hs = o * tanh_c
+
+        def gradient(d_hs):
+            g = tf.tanh(zs[..., 2 * units:3 * units])
+            c_prev = tf.concat([zeros[None], cs[:-1]], axis=0)
+            # With dh and dc a step's gradients of h and c: dc += dh * through_h, and the
+            # pre-activations' gradient is [dc, dc, dc, dh] * factors.
+            through_h = o * (1 - tanh_c * tanh_c)
+            factors = tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g),
+                                 tanh_c * o * (1 - o)], axis=-1)
+            per_step = tf.concat([d_hs, through_h, factors, f], axis=-1)
+
+            def back(t, dh_later, dc_later, dzs):
+                d_output, through_h_t, factors_t, f_t = tf.split(
+                    tf.gather(per_step, t), [units, units, 4 * units, units], axis=-1)
+                dh = d_output + dh_later
+                dc = dc_later + dh * through_h_t
+                dz = tf.concat([dc, dc, dc, dh], axis=-1) * factors_t
+                return (t - 1, tf.matmul(dz, recurrent_kernel, transpose_b=True), dc * f_t,
+                        dzs.write(t, dz))
+
+            _, _, _, dzs = tf.while_loop(
+                lambda t, *_: t >= 0, back,
+                (steps - 1, zeros, zeros, tf.TensorArray(tf.float32, size=steps)))
+            dzs = dzs.stack()
+            h_prev = tf.concat([zeros[None], hs[:-1]], axis=0)
+            return dzs, tf.matmul(tf.reshape(h_prev, [-1, units]),
+                                  tf.reshape(dzs, [-1, 4 * units]), transpose_a=True)
+
+        return hs, gradient
+
+    return run(projected, recurrent_kernel)
 
 
 def _block_lstm(x, weights, lengths):
@@ -78,7 +149,7 @@ CELLS = {
                                            tf.zeros([2 * units])], axis=0),
         split_bias=lambda bias: (bias, None),  # one bias, added to the input projection
         state_size=2, step=_lstm_step, cudnn_mode="lstm", cudnn_order=(0, 1, 2, 3),
-        fused={"block": _block_lstm}),
+        fused={"block": _block_lstm}, recurrence=_lstm_recurrence),
     "gru": Cell(
         gates=3,
         make_bias=lambda units: tf.zeros([2 * 3 * units]),
@@ -104,6 +175,27 @@ def resolve_kernel(kernel):
     return kernel
 
 
+# What an exported model runs: the loop has a kernel on every device, while a SavedModel
+# holding CudnnRNNV3 (what training on a GPU builds) could not run on a CPU.
+PORTABLE = "loop"
+
+
+def why_no_gpu():
+    """Why TensorFlow sees no GPU, in a few words, for a one-line message."""
+    if not tf.test.is_built_with_cuda():
+        return ("this TensorFlow is built without GPU support (on Linux: pip install "
+                "'tensorflow[and-cuda]==2.15.1')")
+    return ("TensorFlow found no GPU it can use: check the NVIDIA driver (nvidia-smi) and "
+            "the CUDA libraries (pip install 'tensorflow[and-cuda]==2.15.1'); "
+            "TF_CPP_MIN_LOG_LEVEL=0 shows what failed to load")
+
+
+def gpu_present_but_unused():
+    """An NVIDIA device file with no GPU visible to TensorFlow: a GPU that failed to load."""
+    import glob
+    return bool(glob.glob("/dev/nvidia[0-9]*")) and not gpu_visible()
+
+
 def make_weights(cell, input_size, units):
     """(kernel [in, gates * units], recurrent_kernel [units, gates * units], bias), created
     in the current variable scope."""
@@ -117,18 +209,21 @@ def make_weights(cell, input_size, units):
     return kernel, recurrent_kernel, bias
 
 
-def loop(cell, x, weights):
+def loop(cell, x, weights, autodiff=False):
     """The cell over time-major x [time, batch, in] as a while loop -> [time, batch, units].
 
     The input projection of all steps is one matmul before the loop. The loop reads its steps
     from a TensorArray: indexing a tensor instead makes each step's gradient a full-size
-    tensor, quadratic in the length.
+    tensor, quadratic in the length. autodiff: differentiate the loop of cell.step even if
+    the cell has a hand-written recurrence (to check one against the other).
     """
     kernel, recurrent_kernel, bias = weights
     input_bias, recurrent_bias = cell.split_bias(bias)
     steps, batch = tf.unstack(tf.shape(x)[:2])
     projected = tf.reshape(tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel) + input_bias,
                            [steps, batch, -1])
+    if cell.recurrence and not autodiff:
+        return cell.recurrence(projected, recurrent_kernel, recurrent_bias)
     inputs = tf.TensorArray(tf.float32, size=steps).unstack(projected)
     zeros = tf.zeros(tf.stack([batch, recurrent_kernel.shape[0]]))
 
@@ -163,12 +258,21 @@ def cudnn_params(cell, weights):
     return tf.concat([tf.reshape(tf.transpose(m), [-1]) for m in matrices] + biases, axis=0)
 
 
+def cudnn_lengths(lengths):
+    """What CudnnRNNV3 reads as sequence lengths: it reads them in host memory, so they are
+    computed there, once for every layer, rather than copied back from the GPU each time; and
+    at least 1, as cuDNN refuses an empty sequence (an empty drawing's outputs are masked)."""
+    with tf.device("/cpu:0"):
+        return tf.maximum(tf.cast(lengths, tf.int32), 1)
+
+
 def cudnn(cell, x, weights, lengths):
+    """lengths: as cudnn_lengths gives."""
     zeros = tf.zeros([1, tf.shape(x)[1], weights[1].shape[0]])
     outputs, _, _, _, _ = tf.raw_ops.CudnnRNNV3(
         input=x, input_h=zeros, input_c=zeros, params=cudnn_params(cell, weights),
-        sequence_lengths=tf.cast(lengths, tf.int32), rnn_mode=cell.cudnn_mode,
-        time_major=True, is_training=True)
+        sequence_lengths=lengths, rnn_mode=cell.cudnn_mode, time_major=True,
+        is_training=True)
     return outputs
 
 
@@ -189,6 +293,7 @@ def bidirectional_stack(x, lengths, cell_name, units, num_layers, dropout, kerne
     """
     cell = CELLS[cell_name]
     x = tf.transpose(x, [1, 0, 2])  # time-major: what all kernels take
+    kernel_lengths = cudnn_lengths(lengths) if kernel == "cudnn" else lengths
     for layer in range(num_layers):
         with tf.compat.v1.variable_scope(f"rnn/layer_{layer}"):
             weights = []
@@ -199,8 +304,8 @@ def bidirectional_stack(x, lengths, cell_name, units, num_layers, dropout, kerne
             # on real points and meets the padding only at the end.
             # The two directions are independent ops, so that two cores run them at once.
             backward_x = tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)
-            forward = _run(cell, kernel, x, weights[0], lengths)
-            backward = _run(cell, kernel, backward_x, weights[1], lengths)
+            forward = _run(cell, kernel, x, weights[0], kernel_lengths)
+            backward = _run(cell, kernel, backward_x, weights[1], kernel_lengths)
             backward = tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1)
             x = tf.concat([forward, backward], axis=-1)
             if dropout > 0:

@@ -1,7 +1,10 @@
 """model.py: padding never changes a drawing's logits; the eval metrics."""
 
 import dataclasses
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import tensorflow as tf
 import drawing
 import hparams
 import model
-from conftest import QUICKDRAW
+from conftest import QUICKDRAW, REPO
 
 PARAMS = hparams.HParams(classes=tuple("abcdef"), num_layers=2, num_nodes=16,
                          num_conv=(8, 12), conv_len=(5, 3))
@@ -90,3 +93,41 @@ def test_metrics_against_a_hand_computed_example():
     summary = tf.compat.v1.Summary.FromString(values["confusion_matrix"])
     image = tf.io.decode_png(summary.value[0].image.encoded_image_string).numpy()
     assert image.shape == (24 + 4 * 14 + 4, image.shape[1], 3)
+
+
+MIRRORED_CLIPPING = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import model
+with tf.Graph().as_default():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        variable = tf.compat.v1.get_variable("v", initializer=[1.0, 2.0])
+
+    def replica_step():
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        # replica 0's gradient is [30, 0], replica 1's [60, 0]: their mean has norm 45
+        loss = tf.reduce_sum(variable * [30.0, 0.0]) * tf.cast(1 + replica, tf.float32)
+        _, shares, norm = model.clipped_update(loss, [variable], 9.0)
+        return shares[0], norm
+
+    shares, norms = strategy.run(replica_step)
+    applied = strategy.reduce(tf.distribute.ReduceOp.SUM, shares, axis=None)
+    with tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        applied, norms = session.run([applied, strategy.experimental_local_results(norms)])
+print(json.dumps({"applied": applied.tolist(), "norms": [float(n) for n in norms]}))
+"""
+
+
+def test_mirrored_replicas_clip_their_summed_update(tmp_path):
+    """Two replicas (two logical CPUs, in a fresh process): the update they apply together
+    is the mean of their gradients clipped to the norm, not each one's clipped and summed."""
+    result = subprocess.run([sys.executable, "-c", MIRRORED_CLIPPING], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(outcome["applied"], [9.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(outcome["norms"], [45.0, 45.0], rtol=1e-6)

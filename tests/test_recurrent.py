@@ -65,14 +65,23 @@ def test_cudnn_kernel_runs_cudnn_with_each_sequences_length(cell):
         recurrent.bidirectional_stack(x, lengths, cell, UNITS, LAYERS, 0.0, "cudnn")
     cudnn_ops = [op for op in graph.get_operations() if op.type == "CudnnRNNV3"]
     assert len(cudnn_ops) == 2 * LAYERS  # forward and backward, every layer
+    # Input 4 is sequence_lengths, which cuDNN reads on the host: one tensor for every layer,
+    # computed on the CPU from the lengths (not the padded width), and never 0.
+    [sequence_lengths] = {op.inputs[4] for op in cudnn_ops}
+    assert "CPU" in sequence_lengths.op.device
     for op in cudnn_ops:
         assert op.get_attr("rnn_mode") == cell.encode() and op.get_attr("time_major")
-        # Input 4 is sequence_lengths; it must come from the lengths, not the padded width.
-        source, seen = op.inputs[4].op, set()
-        while source.type != "Placeholder" and source.name not in seen:
-            seen.add(source.name)
-            source = source.inputs[0].op
-        assert source is lengths.op
+    source, seen = sequence_lengths.op, set()
+    while source.type != "Placeholder" and source.name not in seen:
+        seen.add(source.name)
+        source = source.inputs[0].op
+    assert source is lengths.op
+    # Run just the lengths' ops: this CPU has no kernel for the rest.
+    with tf.Graph().as_default():
+        tf.import_graph_def(tf.compat.v1.graph_util.extract_sub_graph(
+            graph.as_graph_def(), [sequence_lengths.op.name]), name="")
+        with tf.compat.v1.Session() as session:
+            assert session.run(sequence_lengths.name, {lengths.name: [0, 4]}).tolist() == [1, 4]
     # The backward direction reads each sequence reversed within its own length.
     assert any(op.type == "ReverseSequence" for op in graph.get_operations())
 
@@ -127,3 +136,31 @@ def test_cudnn_parameter_buffer_gives_the_same_cell_as_the_loop(cell):
             buffer_value, loop_value = session.run([buffer, loop])
     np.testing.assert_allclose(cudnn_reference(cell, buffer_value, x, units), loop_value,
                                atol=1e-5)
+
+
+def test_lstm_hand_written_gradient_matches_autodiff():
+    x, lengths = sequences(seed=3)
+    x = np.transpose(x, [1, 0, 2])  # time-major
+    rng = np.random.default_rng(4)
+    cell = recurrent.CELLS["lstm"]
+    weights = [tf.constant(rng.normal(scale=0.4, size=shape).astype(np.float32))
+               for shape in ([6, 4 * UNITS], [UNITS, 4 * UNITS], [4 * UNITS])]
+    # A loss that weighs each valid output differently, as the model's masked sum does
+    upstream = rng.normal(size=(30, 5, UNITS)).astype(np.float32)
+    upstream[np.arange(30)[:, None] >= lengths] = 0
+    results = []
+    for autodiff in (False, True):
+        with tf.Graph().as_default():
+            inputs = tf.constant(x)
+            tensors = [tf.constant(w) for w in weights]
+            outputs = recurrent.loop(cell, inputs, tensors, autodiff=autodiff)
+            loss = tf.reduce_sum(outputs * upstream)
+            grads = tf.gradients(loss, [inputs] + tensors)
+            uses_custom = any("CustomGradient" in op.name or op.type == "IdentityN"
+                              for op in tf.compat.v1.get_default_graph().get_operations())
+            with tf.compat.v1.Session() as session:
+                results.append((session.run([outputs] + grads), uses_custom))
+    (custom, custom_used), (reference, reference_used) = results
+    assert custom_used and not reference_used
+    for got, expected in zip(custom, reference):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

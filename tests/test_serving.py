@@ -1,10 +1,12 @@
 """serving.py: the in-graph preprocessing, the exports of a run."""
 
+import dataclasses
 import os
 
 import numpy as np
 import tensorflow as tf
 
+import data_format
 import drawing
 import serving
 from conftest import QUICKDRAW
@@ -46,3 +48,42 @@ def test_each_evaluation_exports_the_latest_and_the_best(trained):
     assert set(signature.structured_outputs) == {
         "top_k_classes", "top_k_probabilities", "probabilities", "class_index"}
     assert serving.export_dirs(str(model_dir / "nothing")) == []
+
+
+
+def graph_op_types(graph_def):
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_an_export_made_on_a_gpu_runs_on_a_cpu(trained, dataset, tmp_path, monkeypatch):
+    """With a GPU visible (simulated) training builds cuDNN, and its export the loop."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    import classifier
+    import hparams as hparams_lib
+    import model
+    import recurrent
+    model_dir, _ = trained
+    monkeypatch.setattr(recurrent, "gpu_visible", lambda: True)
+    params = dataclasses.replace(hparams_lib.load(str(model_dir)), rnn_kernel="cudnn")
+    with tf.Graph().as_default() as graph:
+        features = {"ink": tf.zeros([2, 9, 3]), "lengths": tf.constant([9, 0])}
+        model.model_fn(features, tf.constant([0, 1]), tf.estimator.ModeKeys.TRAIN, params)
+        assert "CudnnRNNV3" in graph_op_types(graph.as_graph_def())
+    estimator = tf.estimator.Estimator(model.model_fn, model_dir=str(model_dir), params=params)
+    export = estimator.export_saved_model(str(tmp_path), serving.serving_input_receiver_fn,
+                                          assets_extra={serving.CLASSES_ASSET: str(
+                                              dataset / data_format.CLASSES)}).decode()
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(export, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    types = graph_op_types(saved.meta_graphs[0].graph_def)
+    assert "MatMul" in types and ({"While", "StatelessWhile", "Enter"} & types), types
+    assert not any(t.startswith("Cudnn") for t in types), types
+    parsed = drawing.parse_lines([open(os.path.join(QUICKDRAW, "cat.ndjson"), "rb").readline()])
+    monkeypatch.undo()
+    outputs = classifier.from_saved_model(export).predict(parsed.points, parsed.lengths)
+    assert outputs["probabilities"].shape == (1, 4)
