@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 
-from common import REPO  # first: it puts the repository on sys.path
+import common  # first: it puts the repository on sys.path
+from common import REPO  # noqa: E402
 
 import quiet_tf  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -36,26 +37,6 @@ import serving  # noqa: E402
 
 flags.DEFINE_float("seconds", 20.0, "Measured seconds of each training configuration.")
 FLAGS = flags.FLAGS
-
-
-def training_rate(pattern, params, batch_size, bucket):
-    """Drawings/s of full training steps (input pipeline included), after a warm-up."""
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.train.create_global_step()
-        dataset = input_pipeline.input_fn(pattern, True, batch_size, seed=0, bucket=bucket)
-        features, labels = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
-        spec = model.model_fn(features, labels, tf.estimator.ModeKeys.TRAIN,
-                              dataclasses.replace(params, batch_size=batch_size))
-        with tf.compat.v1.Session() as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            for _ in range(5):
-                session.run(spec.train_op)
-            steps, start = 0, time.perf_counter()
-            while time.perf_counter() - start < FLAGS.seconds:
-                session.run(spec.train_op)
-                steps += 1
-            return steps * batch_size / (time.perf_counter() - start)
 
 
 def eval_rate(pattern, params):
@@ -124,13 +105,15 @@ def main(_):
         params = hparams.HParams(classes=tuple(classes))
         rows = []
         for batch_size in (8, 64):
-            plain = training_rate(train, params, batch_size, bucket=False)
-            bucketed = training_rate(train, params, batch_size, bucket=True)
+            plain = common.training_rate(train, params, batch_size, bucket=False,
+                                          seconds=FLAGS.seconds)
+            bucketed = common.training_rate(train, params, batch_size, bucket=True,
+                                             seconds=FLAGS.seconds)
             rows.append((f"training, batch {batch_size}, plain padded pipeline", plain, ""))
             rows.append((f"training, batch {batch_size}, bucketed", bucketed,
                          f"{bucketed / plain:.2f}x plain"))
-            block = training_rate(train, dataclasses.replace(params, rnn_kernel="block"),
-                                  batch_size, bucket=True)
+            block = common.training_rate(train, dataclasses.replace(params, rnn_kernel="block"),
+                                         batch_size, bucket=True, seconds=FLAGS.seconds)
             rows.append((f"training, batch {batch_size}, bucketed, --rnn_kernel=block", block,
                          f"{block / bucketed:.2f}x the loop kernel"))
         rows.append(("evaluation, whole eval set, batch 64",

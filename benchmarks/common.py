@@ -13,3 +13,31 @@ import quiet_tf  # noqa: E402,F401  (before TensorFlow's import)
 
 flags.DEFINE_string("ndjson_path", os.path.join(REPO, "..", "shared", "data", "quickdraw"),
                     "Directory of <class>.ndjson files.")
+
+
+def training_rate(pattern, params, batch_size, bucket, seconds):
+    """Drawings/s of bare training steps (input pipeline, model, optimizer; no hooks) for
+    `seconds`, after a warm-up."""
+    import dataclasses
+    import time
+
+    import tensorflow as tf
+
+    import input_pipeline
+    import model
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.train.create_global_step()
+        dataset = input_pipeline.input_fn(pattern, True, batch_size, seed=0, bucket=bucket)
+        features, labels = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
+        spec = model.model_fn(features, labels, tf.estimator.ModeKeys.TRAIN,
+                              dataclasses.replace(params, batch_size=batch_size))
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            for _ in range(5):
+                session.run(spec.train_op)
+            steps, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                session.run(spec.train_op)
+                steps += 1
+            return steps * batch_size / (time.perf_counter() - start)

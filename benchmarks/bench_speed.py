@@ -1,0 +1,192 @@
+"""Training speed of the tutorial's model on this CPU, side by side with the PyTorch peer.
+
+  python benchmarks/bench_speed.py [--torch_python=../torch-venv/bin/python] [--seconds=20]
+
+In one run, on the same drawings (the first 500 usable drawings of each of the 17 classes of
+--ndjson_path with at least 598, converted with create_dataset.py), measures:
+- TensorFlow's fp32 matmul peak here (4096 x 4096 x 4096, best of 5), with oneDNN off and on
+  (TF_ENABLE_ONEDNN_OPTS=0/1, a setting read when TensorFlow loads: each in its own process);
+- bare training steps of this project (input pipeline, model, Adam; no hooks) at each
+  --batch_sizes, with length bucketing, under both oneDNN settings;
+- the PyTorch peer (../shared/peers/peer_torch.py --bucket: packed sequences, batches of
+  drawings of similar length) at the same batch sizes, if --torch_python runs;
+- the whole `train_model.py` run (input pipeline, hooks, summaries, checkpoints) at the
+  tutorial's batch 8, from its global_step/sec log lines, against the bare step.
+
+It prints drawings/s, points/s, GFLOP/s (the LSTM matmuls' FLOPs, forward and backward, per
+drawing point), the share of the best matmul peak, and the ratio to the peer.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import REPO  # first: it puts the repository on sys.path
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("torch_python", os.path.join(REPO, "..", "torch-venv", "bin", "python"),
+                    "A Python with torch installed, to run the PyTorch peer (skipped if it "
+                    "does not run).")
+flags.DEFINE_list("batch_sizes", ["8", "32", "64"], "Training batch sizes to measure.")
+flags.DEFINE_float("seconds", 20.0, "Measured seconds of each of this project's rates.")
+flags.DEFINE_integer("per_class", 500, "Training drawings a class.")
+flags.DEFINE_integer("full_run_steps", 1500, "Steps of the whole train_model.py run.")
+flags.DEFINE_string("measure", None, "Internal: what a child process measures.")
+flags.DEFINE_string("data_dir", None, "Internal: the converted drawings.")
+FLAGS = flags.FLAGS
+
+PEER = os.path.join(REPO, "..", "shared", "peers", "peer_torch.py")
+LARGE_CLASS = 598  # drawings: the 17 large classes of ../shared/data/quickdraw
+
+
+def lstm_flop_per_point(params):
+    """Training FLOPs of the recurrent matmuls per drawing point: per layer and direction,
+    x @ kernel and h @ recurrent_kernel, 2 * in * 4 units each; backward twice forward."""
+    forward, inputs = 0, params.num_conv[-1]
+    for _ in range(params.num_layers):
+        forward += 2 * 2 * 4 * params.num_nodes * (inputs + params.num_nodes)
+        inputs = 2 * params.num_nodes
+    return 3 * forward
+
+
+def child(measure, data_dir, onednn, *extra):
+    """Runs this script in a child process with oneDNN on or off; returns its JSON line."""
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=str(onednn))
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--measure={measure}",
+                          f"--data_dir={data_dir}", *extra], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure_peak():
+    import tensorflow as tf
+    n = 4096
+    graph = tf.Graph()
+    with graph.as_default():
+        a = tf.random.normal([n, n])
+        b = tf.Variable(tf.random.normal([n, n]))
+        product = tf.reduce_sum(tf.matmul(a, b))
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            session.run(product)
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                session.run(product)
+                times.append(time.perf_counter() - start)
+    return {"gflops": 2 * n ** 3 / min(times) / 1e9}
+
+
+def measure_training(data_dir, batch_size):
+    import common
+    import data_format
+    import hparams
+    classes = data_format.read_classes(os.path.join(data_dir, data_format.CLASSES))
+    params = hparams.HParams(classes=tuple(classes))
+    rate = common.training_rate(data_format.shard_pattern(data_dir, data_format.TRAINING),
+                                params, batch_size, True, FLAGS.seconds)
+    return {"drawings_per_s": rate}
+
+
+def mean_points(data_dir):
+    import numpy as np
+    import data_format
+    examples = data_format.read_examples(
+        data_format.shard_pattern(data_dir, data_format.TRAINING))
+    return float(np.mean([len(ink) for _, ink in examples])), len(examples)
+
+
+def run_peer(ndjson, batch_size, steps):
+    try:
+        out = subprocess.run(
+            [FLAGS.torch_python, PEER, f"--data={ndjson}", f"--per_class={FLAGS.per_class}",
+             f"--batch={batch_size}", f"--steps={steps}", "--warmup=3", "--lr=1e-3",
+             "--bucket"], check=True, capture_output=True, text=True,
+            cwd=os.path.dirname(PEER)).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        print(f"PyTorch peer skipped: {error}", file=sys.stderr)
+        return None
+    return json.loads(out.strip().splitlines()[-1])["examples_per_sec"]
+
+
+def full_run_rate(data_dir, model_dir, onednn):
+    """Steps/s of train_model.py at batch 8 from its global_step/sec lines (the first, which
+    includes the start, left out)."""
+    import data_format
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=str(onednn))
+    log = subprocess.run(
+        [sys.executable, os.path.join(REPO, "train_model.py"),
+         f"--training_data={data_format.shard_pattern(data_dir, data_format.TRAINING)}",
+         f"--eval_data={data_format.shard_pattern(data_dir, data_format.EVAL)}",
+         f"--model_dir={model_dir}", f"--steps={FLAGS.full_run_steps}"],
+        env=env, check=True, capture_output=True, text=True).stderr
+    rates = [float(r) for r in re.findall(r"global_step/sec: ([0-9.]+)", log)][1:]
+    return sum(rates) / len(rates)
+
+
+def main(_):
+    if FLAGS.measure == "peak":
+        print(json.dumps(measure_peak()))
+        return
+    if FLAGS.measure:
+        print(json.dumps(measure_training(FLAGS.data_dir, int(FLAGS.measure))))
+        return
+
+    import hparams
+    with tempfile.TemporaryDirectory() as work:
+        ndjson, data_dir = os.path.join(work, "ndjson"), os.path.join(work, "data")
+        os.makedirs(ndjson)
+        for name in sorted(os.listdir(FLAGS.ndjson_path)):
+            path = os.path.join(FLAGS.ndjson_path, name)
+            with open(path, "rb") as f:
+                if sum(1 for _ in f) >= LARGE_CLASS:
+                    os.symlink(path, os.path.join(ndjson, name))
+        subprocess.run([sys.executable, os.path.join(REPO, "create_dataset.py"),
+                        f"--ndjson_path={ndjson}", f"--output_path={data_dir}",
+                        f"--train_observations_per_class={FLAGS.per_class}",
+                        "--eval_observations_per_class=10"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        points, drawings = mean_points(data_dir)
+        flop = lstm_flop_per_point(hparams.HParams())
+        peaks = {onednn: child("peak", data_dir, onednn)["gflops"] for onednn in (0, 1)}
+        best_peak = max(peaks.values())
+        rows = []
+        for batch_size in map(int, FLAGS.batch_sizes):
+            rates = {onednn: child(str(batch_size), data_dir, onednn,
+                                   f"--seconds={FLAGS.seconds}")["drawings_per_s"]
+                     for onednn in (0, 1)}
+            # as many steps as this project ran in --seconds, at the peer's own pace
+            peer = run_peer(ndjson, batch_size, steps=max(20, int(
+                FLAGS.seconds * rates[0] / batch_size / 3)))
+            for onednn, rate in rates.items():
+                rows.append((batch_size, f"this project, oneDNN {'on' if onednn else 'off'}",
+                             rate, peer))
+            if peer:
+                rows.append((batch_size, "PyTorch peer, bucketed", peer, peer))
+        bare = max(rate for b, name, rate, _ in rows if b == 8 and "project" in name)
+        onednn = max((0, 1), key=lambda o: [r for b, n, r, _ in rows if b == 8 and
+                                            "project" in n][o])
+        full = full_run_rate(data_dir, os.path.join(work, "model"), onednn) * 8
+
+    print(f"{drawings} training drawings of 17 classes, {points:.1f} points a drawing; "
+          f"{flop / 1e6:.2f} MFLOP a point to train; {os.cpu_count()} cores")
+    print(f"fp32 matmul peak (4096^3): oneDNN off {peaks[0]:.0f} GFLOP/s, on "
+          f"{peaks[1]:.0f} GFLOP/s")
+    print(f"{'batch':>5}  {'what':<30} {'drawings/s':>10} {'points/s':>9} {'GFLOP/s':>8} "
+          f"{'of peak':>8} {'vs peer':>8}")
+    for batch_size, name, rate, peer in rows:
+        gflops = rate * points * flop / 1e9
+        ratio = f"{rate / peer:.2f}x" if peer else "-"
+        print(f"{batch_size:>5}  {name:<30} {rate:>10.1f} {rate * points:>9.0f} "
+              f"{gflops:>8.1f} {gflops / best_peak:>8.0%} {ratio:>8}")
+    print(f"train_model.py, batch 8, oneDNN {'on' if onednn else 'off'}: {full:.1f} drawings/s, "
+          f"{full / bare:.0%} of the bare step")
+
+
+if __name__ == "__main__":
+    app.run(main)
