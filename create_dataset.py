@@ -7,7 +7,7 @@ raw layout. Writes OUT/training.tfrecord-0000i-of-0000n, OUT/eval.tfrecord-0000i
 and OUT/training.tfrecord.classes (one class name a line; its line number is its index).
 """
 
-import quiet_tf  # noqa: F401  (first: it quiets TensorFlow before its import)
+import tf_env  # noqa: F401  (first: it sets up TensorFlow before its import)
 
 from absl import flags, logging  # noqa: E402
 

@@ -11,7 +11,7 @@ true word when the line has one; then, when true words are present, top-1 and to
 import json
 import sys
 
-import quiet_tf  # first: it quiets TensorFlow before its import
+import tf_env  # first: it sets up TensorFlow before its import
 
 import tensorflow as tf  # noqa: E402
 from absl import flags, logging  # noqa: E402
@@ -48,7 +48,7 @@ def main():
     config = classifier.PredictConfig(**cli.from_flags(classifier.PredictConfig, FLAGS))
     if not config.input:
         raise cli.UserError("--input is required (a file, or - for standard input)")
-    quiet_tf.setup(info=False)
+    tf_env.setup(info=False)
     logging.set_verbosity(logging.WARNING)
     model = classifier.load(config)
     drawings = skipped = top1 = top3 = 0

@@ -12,7 +12,7 @@ import atexit
 import shutil
 import tempfile
 
-import quiet_tf  # first: it quiets TensorFlow before its import
+import tf_env  # first: it sets up TensorFlow before its import
 
 from absl import flags  # noqa: E402
 
@@ -46,7 +46,7 @@ def self_test_fields(steps_given, model_dir):
 
 
 def main():
-    quiet_tf.setup()
+    tf_env.setup()
     fields = cli.from_flags(training.TrainConfig, FLAGS)
     if FLAGS.self_test:
         fields.update(self_test_fields(FLAGS["steps"].present, fields["model_dir"]))

@@ -93,9 +93,9 @@ def main(_):
               f"{folder_bytes(data) / 1e9:.2f} GB")
 
         import tensorflow as tf
-        import quiet_tf
+        import tf_env
         import training
-        quiet_tf.setup()
+        tf_env.setup()
         log = LogLines()
         tf.get_logger().addHandler(log)
         logging.getLogger("absl").addHandler(log)

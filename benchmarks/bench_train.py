@@ -23,7 +23,7 @@ import time
 import common  # first: it puts the repository on sys.path
 from common import REPO  # noqa: E402
 
-import quiet_tf  # noqa: E402
+import tf_env  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -86,7 +86,7 @@ def prediction_latency(data_dir, params, work_dir, calls=200):
 
 
 def main(_):
-    quiet_tf.setup()
+    tf_env.setup()
     tf.get_logger().setLevel("ERROR")
     with tempfile.TemporaryDirectory() as work_dir:
         data_dir = os.path.join(work_dir, "data")

@@ -8,8 +8,6 @@ import time
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 QUICKDRAW = os.path.join(SHARED, "quickdraw")
@@ -17,6 +15,7 @@ BAD_INPUT = os.path.join(SHARED, "bad_input", "mixed")
 SAMPLE = os.path.join(REPO, "data", "sample")
 sys.path.insert(0, REPO)
 
+import tf_env  # noqa: E402,F401  (first: TensorFlow runs as the commands run it)
 import conversion  # noqa: E402
 import data_format  # noqa: E402
 
