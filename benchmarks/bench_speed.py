@@ -160,9 +160,10 @@ def main(_):
             rates = {onednn: child(str(batch_size), data_dir, onednn,
                                    f"--seconds={FLAGS.seconds}")["drawings_per_s"]
                      for onednn in (0, 1)}
-            # as many steps as this project ran in --seconds, at the peer's own pace
-            peer = run_peer(ndjson, batch_size, steps=max(20, int(
-                FLAGS.seconds * rates[0] / batch_size / 3)))
+            # as many drawings as this project trained in --seconds, at the peer's own pace:
+            # enough batches that their lengths average out
+            peer = run_peer(ndjson, batch_size, steps=max(50, int(
+                FLAGS.seconds * max(rates.values()) / batch_size)))
             for onednn, rate in rates.items():
                 rows.append((batch_size, f"this project, oneDNN {'on' if onednn else 'off'}",
                              rate, peer))
