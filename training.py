@@ -114,6 +114,14 @@ def data_stream(config):
     return index, count, int(state % 2**31)
 
 
+def _check_gpu_request(config):
+    """Whether a GPU is visible; asking for cuDNN without one is an error saying why."""
+    gpu = recurrent.gpu_visible()
+    if not gpu and (config.hparams or {}).get("rnn_kernel") == "cudnn":
+        raise UserError(f"--rnn_kernel=cudnn needs a GPU: {recurrent.why_no_gpu()}")
+    return gpu
+
+
 def _check_pattern(flag, pattern):
     if not tf.io.gfile.glob(pattern):
         raise UserError(f"--{flag}={pattern} matches no file")
@@ -172,9 +180,7 @@ def train_and_evaluate(config):
     _check_pattern("training_data", config.training_data)
     _check_pattern("eval_data", config.eval_data)
     classes = data_format.read_classes(config.classes_path, flag="classes_file")
-    gpu = recurrent.gpu_visible()
-    if not gpu and (config.hparams or {}).get("rnn_kernel") == "cudnn":
-        raise UserError(f"--rnn_kernel=cudnn needs a GPU: {recurrent.why_no_gpu()}")
+    gpu = _check_gpu_request(config)
     task = cluster_task()
     # In a cluster every task runs this same command; the chief alone writes hparams.json.
     hparams = hparams_lib.resolve(config.model_dir, config.hparams or {}, classes,
@@ -238,6 +244,7 @@ def evaluate(config):
     """The metrics of model_dir's latest checkpoint over every drawing of eval_data."""
     _check_pattern("eval_data", config.eval_data)
     hparams_lib.load_trained(config.model_dir)
+    _check_gpu_request(config)
     # As for training: an architecture flag or classes file that contradicts the model is
     # an error rather than silently ignored; the other flags (e.g. --rnn_kernel) apply.
     classes = data_format.read_classes(config.classes_path, flag="classes_file")
