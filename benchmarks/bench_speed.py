@@ -4,8 +4,9 @@
 
 In one run, on the same drawings (the first 500 usable drawings of each of the 17 classes of
 --ndjson_path with at least 598, converted with create_dataset.py), measures:
-- TensorFlow's fp32 matmul peak here (4096 x 4096 x 4096, best of 5), with oneDNN off and on
-  (TF_ENABLE_ONEDNN_OPTS=0/1, a setting read when TensorFlow loads: each in its own process);
+- TensorFlow's fp32 matmul peak here (4096 x 4096 x 4096, best of 5, on every core), with
+  oneDNN off and on (TF_ENABLE_ONEDNN_OPTS=0/1, a setting read when TensorFlow loads: each in
+  its own process);
 - bare training steps of this project (input pipeline, model, Adam; no hooks) at each
   --batch_sizes, with length bucketing, under both oneDNN settings;
 - the PyTorch peer (../shared/peers/peer_torch.py --bucket: packed sequences, batches of
@@ -55,8 +56,11 @@ def lstm_flop_per_point(params):
 
 
 def child(measure, data_dir, onednn, *extra):
-    """Runs this script in a child process with oneDNN on or off; returns its JSON line."""
+    """Runs this script in a child process with oneDNN on or off; returns its JSON line.
+    The peak is measured with every core on the one matmul."""
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=str(onednn))
+    if measure == "peak":
+        env["TF_NUM_INTRAOP_THREADS"] = str(len(os.sched_getaffinity(0)))
     out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--measure={measure}",
                           f"--data_dir={data_dir}", *extra], env=env, check=True,
                          capture_output=True, text=True).stdout
