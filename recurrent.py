@@ -6,19 +6,21 @@ Cells, in the Keras/cuDNN weight layout:
   lstm  gates i, f, c, o; the forget gate's bias starts at 1, nothing is added at run time;
   gru   Keras's reset_after GRU (the cuDNN one): gates z, r, h, input and recurrent biases.
 Kernels:
-  loop   a while loop of matmuls: any cell, any device;
+  loop   a while loop of matmuls: any cell, any device (the lstm's gradient written by
+         hand); what exported models run;
   block  TensorFlow's fused CPU op for a whole sequence (lstm: BlockLSTMV2);
   cudnn  cuDNN's kernel (CudnnRNNV3) given each sequence's length, on a GPU; without a GPU
          visible, the loop;
   auto   cudnn when a GPU is visible, else the loop.
 
 A new cell is one `Cell`: its variables, one step of its loop, its cuDNN mode, and any fused
-kernels. Every kernel runs right-padded, time-major sequences; `bidirectional_stack` reverses
+kernels or hand-differentiated loop. Every kernel runs right-padded, time-major sequences; `bidirectional_stack` reverses
 each sequence within its own length for the backward direction, so padding never reaches a
 valid step.
 """
 
 import dataclasses
+import glob
 import typing
 
 import tensorflow as tf
@@ -192,7 +194,6 @@ def why_no_gpu():
 
 def gpu_present_but_unused():
     """An NVIDIA device file with no GPU visible to TensorFlow: a GPU that failed to load."""
-    import glob
     return bool(glob.glob("/dev/nvidia[0-9]*")) and not gpu_visible()
 
 
