@@ -93,6 +93,7 @@ def main(_):
               f"{folder_bytes(data) / 1e9:.2f} GB")
 
         import tensorflow as tf
+        import data_format
         import tf_env
         import training
         tf_env.setup()
@@ -101,8 +102,8 @@ def main(_):
         logging.getLogger("absl").addHandler(log)
         model_dir = os.path.join(work, "model")
         config = training.TrainConfig(
-            training_data=os.path.join(data, "training.tfrecord-*"),
-            eval_data=os.path.join(data, "eval.tfrecord-*"), model_dir=model_dir,
+            training_data=data_format.shard_pattern(data, data_format.TRAINING),
+            eval_data=data_format.shard_pattern(data, data_format.EVAL), model_dir=model_dir,
             steps=FLAGS.steps, save_checkpoints_secs=FLAGS.save_checkpoints_secs)
         metrics = training.train_and_evaluate(config)
         [(_, summary)] = log.find("evaluations during training:")

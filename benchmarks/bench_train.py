@@ -21,7 +21,6 @@ import tempfile
 import time
 
 import common  # first: it puts the repository on sys.path
-from common import REPO  # noqa: E402
 
 import tf_env  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -91,7 +90,7 @@ def main(_):
     with tempfile.TemporaryDirectory() as work_dir:
         data_dir = os.path.join(work_dir, "data")
         start = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(REPO, "create_dataset.py"),
+        subprocess.run([sys.executable, os.path.join(common.REPO, "create_dataset.py"),
                         f"--ndjson_path={FLAGS.ndjson_path}", f"--output_path={data_dir}",
                         "--train_observations_per_class=80",
                         "--eval_observations_per_class=20"], check=True,
