@@ -144,6 +144,11 @@ def _eval_input_fn(config, limit=0):
                                            bucket=config.bucket, limit=limit)
 
 
+def _evaluate_all(estimator, config):
+    """The metrics of the estimator's latest checkpoint over every eval drawing."""
+    return estimator.evaluate(_eval_input_fn(config), name=None)
+
+
 class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
     """During training, evaluates (the eval sample) and exports after a checkpoint once
     training has gone on for --save_checkpoints_secs and for 9 times as long as the last
@@ -214,7 +219,7 @@ def train_and_evaluate(config):
             eval_spec)
         if task[0] != "evaluator":
             return None
-        return estimator.evaluate(_eval_input_fn(config), name=None)
+        return _evaluate_all(estimator, config)
 
     def evaluate_and_export(final, input_fn=sample_input_fn):
         metrics = estimator.evaluate(input_fn, name=None)
@@ -232,7 +237,7 @@ def train_and_evaluate(config):
     if checkpoint_step(config.model_dir) == start_step:
         # The checkpoint is at --steps already, so nothing was trained: evaluate it anyway.
         logging.info("%s is at step %d already: evaluating it", config.model_dir, start_step)
-        return estimator.evaluate(_eval_input_fn(config), name=None)
+        return _evaluate_all(estimator, config)
     logging.info("evaluations during training: %d, %.0f s with their exports, %.1f%% of the "
                  "%.0f s of training; now the final one, over every eval drawing",
                  evaluations.count, evaluations.seconds, 100 * evaluations.seconds / seconds,
@@ -250,7 +255,7 @@ def evaluate(config):
     classes = data_format.read_classes(config.classes_path, flag="classes_file")
     hparams = hparams_lib.resolve(config.model_dir, config.hparams or {}, classes, save=False)
     estimator = _estimator(config, hparams)
-    return estimator.evaluate(_eval_input_fn(config), name=None)
+    return _evaluate_all(estimator, config)
 
 
 def write_self_test_data(folder, per_class=48, seed=0):
