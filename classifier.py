@@ -78,6 +78,30 @@ class Classifier:
             lambda b: b.decode("utf-8"), otypes=[object])(outputs["top_k_classes"])
         return outputs
 
+    def classify_strokes(self, drawings):
+        """Drawings as strokes (each `[[x...], [y...](, [t...])]` a stroke, as in the
+        dataset) -> for each, in order, {"top_k_classes", "top_k_probabilities"} or the
+        drawing.BadDrawing that says why it cannot be classified. The others are classified
+        whatever is wrong with some."""
+        results, flats, places = [None] * len(drawings), [], []
+        for index, strokes in enumerate(drawings):
+            try:
+                flat = drawing.flatten_strokes(strokes)
+                drawing.to_points([flat])  # checks the coordinates
+            except drawing.BadDrawing as e:
+                results[index] = e
+                continue
+            flats.append(flat)
+            places.append(index)
+        if flats:
+            points, lengths = drawing.to_points(flats)
+            outputs = self.predict(points, lengths)
+            for i, index in enumerate(places):
+                results[index] = {
+                    "top_k_classes": list(outputs["top_k_classes"][i]),
+                    "top_k_probabilities": outputs["top_k_probabilities"][i].tolist()}
+        return results
+
     def classify_lines(self, lines, batch_size=64):
         """ndjson lines -> a Prediction or a Skipped for each, in order."""
         lines, first_line = iter(lines), 1

@@ -36,7 +36,20 @@ class HParams:
     batch_norm: bool = _architecture(False, "Batch normalization before each conv.")
     dropout: float = option(0.3, "Dropout rate before convs 2.. and after each recurrent layer.",
                             minimum=0, below=1)
-    learning_rate: float = option(0.0001, "Adam's learning rate.")
+    learning_rate: float = option(0.0001, "Adam's learning rate (its peak, with a schedule).",
+                                  minimum=0)
+    learning_rate_schedule: str = option(
+        "constant", "constant: --learning_rate throughout (the tutorial). cosine: decays from "
+        "--learning_rate to 0 along a half cosine, reaching 0 where the run ends: at --steps, "
+        "or at --max_minutes if that comes first.", choices=("constant", "cosine"))
+    warmup_steps: int = option(0, "The learning rate rises linearly from 0 over this many "
+                               "first steps.", minimum=0)
+    augment_stretch: float = option(
+        0.0, "Training drawings only: each is stretched along x and y by random factors in "
+        "[1 - this, 1 + this].", minimum=0, below=1)
+    augment_rotation: float = option(
+        0.0, "Training drawings only: each is rotated by a random angle within this many "
+        "degrees either way.", minimum=0, below=180)
     gradient_clipping_norm: float = option(9.0, "Gradients are clipped to this global norm.")
     batch_size: int = option(8, "Training batch size.", minimum=1)
     rnn_kernel: str = option(

@@ -9,6 +9,8 @@ its drawings' own lengths: this changes which drawings share a batch, nothing el
 drawing is still read once an epoch, and evaluation still sees every drawing exactly once.
 """
 
+import math
+
 import tensorflow as tf
 
 import data_format
@@ -55,10 +57,29 @@ def _bucketed(records, batch_size, max_points):
     return batches.map(_features)
 
 
+def _augmented(features, labels, seed, stretch, rotation):
+    """Each drawing of the batch stretched along x and y by random factors in [1 - stretch,
+    1 + stretch], then rotated by a random angle within `rotation` degrees. Both are linear
+    in the points, so they apply to the deltas as they are, and padding stays zero."""
+    ink = features["ink"]
+    batch = tf.shape(ink)[0]
+    stretch_seed, angle_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    factors = tf.random.stateless_uniform([batch, 1, 2], stretch_seed, 1 - stretch,
+                                          1 + stretch)
+    angle = tf.random.stateless_uniform([batch, 1], angle_seed, -rotation,
+                                        rotation) * (math.pi / 180)
+    x, y = tf.unstack(ink[:, :, :2] * factors, axis=2)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    xy = tf.stack([cos * x - sin * y, sin * x + cos * y], axis=2)
+    return dict(features, ink=tf.concat([xy, ink[:, :, 2:]], axis=2)), labels
+
+
 def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0,
-             shuffle_buffer=10000, shard=(0, 1), limit=0):
+             shuffle_buffer=10000, shard=(0, 1), limit=0, augment_stretch=0.0,
+             augment_rotation=0.0):
     """Training: shuffled files and records, repeated forever, drawings cropped to
-    `max_points` if not 0; shard = (index, count): this task's part of the data, every
+    `max_points` if not 0 and augmented (see _augmented) if augment_stretch or
+    augment_rotation is not 0; shard = (index, count): this task's part of the data, every
     count-th file from the index-th (every count-th record when there are fewer files than
     tasks). Eval: every record once (or the first `limit`, if not 0), in file order, never
     cropped, the last batches partial. bucket: batch drawings of similar lengths together;
@@ -89,5 +110,12 @@ def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0
         # Each batch of records as read, padded to its longest drawing.
         batches = records.batch(batch_size).map(
             lambda s: _padded_features(*_parse(s, max_points)),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    if training and (augment_stretch or augment_rotation):
+        # Stateless draws, seeded from a seeded stream: the same seed, the same drawings.
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        batches = tf.data.Dataset.zip((batches, seeds)).map(
+            lambda batch, batch_seed: _augmented(*batch, batch_seed, augment_stretch,
+                                                 augment_rotation),
             num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)

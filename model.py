@@ -10,6 +10,10 @@ ever run over right-padded sequences (the tutorial's cudnn_lstm reversed the pad
 its backward direction read the padding first).
 """
 
+import functools
+import math
+import typing
+
 import tensorflow as tf
 
 import confusion
@@ -76,8 +80,41 @@ def eval_metrics(labels, logits, classes):
     }
 
 
-def model_fn(features, labels, mode, params):
-    """features: {"ink": float32 [batch, time, 3], "lengths": int [batch]}; labels: [batch].
+class Horizon(typing.NamedTuple):
+    """Where a training run ends, for the learning-rate schedule: the global step it trains
+    to and, with a time budget of `seconds`, the time.time() at which it stops."""
+    steps: int
+    deadline: float = 0.0
+    seconds: float = 0.0
+
+
+def learning_rate(params, horizon):
+    """The step's learning rate: params.learning_rate, raised from 0 over the warm-up steps
+    and, on the cosine schedule, decayed to 0 at the horizon's step or deadline, whichever
+    the run reaches first."""
+    rate = tf.constant(params.learning_rate)
+    if params.learning_rate_schedule == "constant" and not params.warmup_steps:
+        return rate  # the tutorial's
+    step = tf.cast(tf.compat.v1.train.get_global_step(), tf.float32)
+    if params.warmup_steps:
+        rate *= tf.minimum(1.0, (step + 1) / params.warmup_steps)
+    if params.learning_rate_schedule == "cosine":
+        if horizon is None:
+            raise ValueError("the cosine schedule needs the training run's Horizon")
+        progress = step / horizon.steps
+        if horizon.seconds:
+            elapsed = 1 - (horizon.deadline - tf.timestamp()) / horizon.seconds
+            progress = tf.maximum(progress, tf.cast(elapsed, tf.float32))
+        progress = tf.clip_by_value(progress, 0.0, 1.0)
+        rate *= 0.5 * (1 + tf.cos(math.pi * progress))
+    return rate
+
+
+def estimator_spec(features, labels, mode, params, horizon=None):
+    """The model_fn, with the training run's Horizon (the cosine schedule needs it): an
+    Estimator takes functools.partial(estimator_spec, horizon=...), or model_fn.
+
+    features: {"ink": float32 [batch, time, 3], "lengths": int [batch]}; labels: [batch].
 
     The batch size comes from the data: the last eval batch may be smaller.
     """
@@ -96,6 +133,14 @@ def model_fn(features, labels, mode, params):
         "top_k_probabilities": top.values,
     }
     if mode == tf.estimator.ModeKeys.PREDICT:
+        if "usable" in features:  # serving.usable_features: blank what could not be read
+            usable = features["usable"]
+            rows = tf.size(usable)
+            runs = tf.pad(usable, [[0, tf.shape(logits)[0] - rows]])  # and drop stand-ins
+            predictions = {k: tf.where(tf.reshape(runs, [-1] + [1] * (v.shape.rank - 1)),
+                                       v, _blank(v))[:rows]
+                           for k, v in predictions.items()}
+            predictions["usable"] = usable
         served = {k: v for k, v in predictions.items() if k != "logits"}
         return tf.estimator.EstimatorSpec(mode, predictions=predictions, export_outputs={
             "serving_default": tf.estimator.export.PredictOutput(served)})
@@ -103,16 +148,18 @@ def model_fn(features, labels, mode, params):
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
     loss = tf.reduce_mean(
         tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.LOSSES, loss)  # for progress lines
     if mode == tf.estimator.ModeKeys.EVAL:
         return tf.estimator.EstimatorSpec(
             mode, loss=loss, eval_metric_ops=eval_metrics(labels, logits, params.classes))
 
     # What the tutorial's optimize_loss did: Adam, gradients clipped by global norm, and
     # summaries of the learning rate, the gradient norms and each variable's gradients.
-    optimizer = tf.compat.v1.train.AdamOptimizer(params.learning_rate)
+    rate = learning_rate(params, horizon)
+    optimizer = tf.compat.v1.train.AdamOptimizer(rate)
     variables = tf.compat.v1.trainable_variables()
     gradients, shares, norm = clipped_update(loss, variables, params.gradient_clipping_norm)
-    tf.compat.v1.summary.scalar("learning_rate", params.learning_rate)
+    tf.compat.v1.summary.scalar("learning_rate", rate)
     tf.compat.v1.summary.scalar("global_norm/gradient_norm", norm)
     tf.compat.v1.summary.scalar("global_norm/clipped_gradient_norm",
                                 tf.linalg.global_norm(shares) * _replicas())
@@ -123,6 +170,17 @@ def model_fn(features, labels, mode, params):
         train_op = optimizer.apply_gradients(zip(shares, variables),
                                              global_step=tf.compat.v1.train.get_global_step())
     return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
+
+
+model_fn = functools.partial(estimator_spec, horizon=None)
+
+
+def _blank(tensor):
+    if tensor.dtype == tf.string:
+        return tf.fill(tf.shape(tensor), "")
+    if tensor.dtype.is_integer:
+        return tf.fill(tf.shape(tensor), tf.constant(-1, tensor.dtype))
+    return tf.zeros_like(tensor)
 
 
 def _replicas():

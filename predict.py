@@ -48,7 +48,7 @@ def main():
     config = classifier.PredictConfig(**cli.from_flags(classifier.PredictConfig, FLAGS))
     if not config.input:
         raise cli.UserError("--input is required (a file, or - for standard input)")
-    tf_env.setup(info=False)
+    tf_env.setup()
     logging.set_verbosity(logging.WARNING)
     model = classifier.load(config)
     drawings = skipped = top1 = top3 = 0

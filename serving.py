@@ -4,7 +4,10 @@ The serving signature takes `points` (float32 [batch, time, 3]: x, y, 1.0 at the
 each stroke, as `drawing.to_points` makes them; any coordinate range) and `lengths` (int
 [batch], points per drawing), applies the converter's preprocessing in the graph, and returns
 `top_k_classes` (names), `top_k_probabilities`, `probabilities` (over all classes, in the
-order of the model's classes file) and `class_index`.
+order of the model's classes file), `class_index` and `usable`. No input fails the call: a
+drawing of fewer than 2 points or with a non-finite coordinate comes back with usable False,
+probabilities 0, class_index -1 and empty class names; a length above the padded width
+counts as the width.
 """
 
 import os
@@ -36,12 +39,37 @@ def points_to_ink(points, lengths):
     return tf.where(ink_valid, ink, 0.0), ink_lengths
 
 
+def usable_features(points, lengths):
+    """What a client sent -> the model's features, whatever it sent.
+
+    A drawing is usable with at least 2 points (lengths above the padded width count as the
+    width) and finite coordinates in them. The others are replaced by a 2-point stand-in, so
+    that the batch still runs, and flagged `usable` False (model_fn blanks their outputs).
+    The batch is cut to its longest drawing: a client that pads pays for the drawings'
+    length, not for the padding.
+    """
+    width = tf.shape(points)[1]
+    lengths = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, width)
+    inside = tf.sequence_mask(lengths, width)[:, :, None]
+    finite = tf.reduce_all(tf.math.is_finite(points) | ~inside, axis=[1, 2])
+    usable = (lengths >= 2) & finite
+    # An empty batch runs one stand-in (convolutions refuse a batch of 0); model_fn returns
+    # as many rows as `usable` has.
+    extra = tf.maximum(0, 1 - tf.size(usable))
+    runs = tf.pad(usable, [[0, extra]])
+    lengths = tf.where(runs, tf.pad(lengths, [[0, extra]]), 2)
+    longest = tf.reduce_max(lengths)
+    points = tf.pad(points, [[0, extra], [0, tf.maximum(0, longest - width)], [0, 0]])
+    points = tf.where(runs[:, None, None], points[:, :longest], 0.0)
+    ink, ink_lengths = points_to_ink(points, lengths)
+    return {"ink": ink, "lengths": ink_lengths, "usable": usable}
+
+
 def serving_input_receiver_fn():
     points = tf.compat.v1.placeholder(tf.float32, [None, None, 3], name="points")
     lengths = tf.compat.v1.placeholder(tf.int32, [None], name="lengths")
-    ink, ink_lengths = points_to_ink(points, lengths)
     return tf.estimator.export.ServingInputReceiver(
-        {"ink": ink, "lengths": ink_lengths}, {"points": points, "lengths": lengths})
+        usable_features(points, lengths), {"points": points, "lengths": lengths})
 
 
 def _higher_accuracy(best_eval_result, current_eval_result):

@@ -11,7 +11,8 @@ Silenced:
 - C++ "Unable to register cuDNN/cuFFT/cuBLAS factory" errors at import (TF_CPP_MIN_LOG_LEVEL;
   set it yourself to see C++ logs again);
 - one "is deprecated" warning for every Estimator API this project is built on;
-- every TensorFlow log line printed twice, by TensorFlow's handler and by absl's.
+- every TensorFlow log line printed twice, by TensorFlow's handler and by absl's;
+- after setup(), TensorFlow's own INFO lines, unless absl's --verbosity is 1 or more.
 """
 
 import logging
@@ -32,10 +33,13 @@ class _DropDeprecations(logging.Filter):
             "Use tf.keras instead" not in record.getMessage()
 
 
-def setup(info=True):
-    """info=False: TensorFlow's INFO lines are dropped too."""
+def setup():
+    """TensorFlow's own INFO lines (the Estimator's hook lines, checkpoint, export and restore
+    chatter) are dropped unless absl's --verbosity is 1 or more; the project logs what a
+    person needs to read through absl itself."""
     import tensorflow as tf
+    from absl import logging as absl_logging
     logger = tf.get_logger()
     logger.handlers = []  # absl's handler on the root logger prints them once
     logger.addFilter(_DropDeprecations())
-    logger.setLevel(logging.INFO if info else logging.WARNING)
+    logger.setLevel(logging.INFO if absl_logging.get_verbosity() >= 1 else logging.WARNING)

@@ -11,6 +11,7 @@ TF_CONFIG cluster it plays its task's part.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -43,6 +44,10 @@ class TrainConfig:
         "training data.")
     steps: int = option(100000, "Global step to train to (resumes from checkpoints).",
                         minimum=1)
+    max_minutes: float = option(
+        0.0, "If not 0, training stops after this many minutes of this run (evaluations "
+        "during it included), or at --steps if that comes first; then the final evaluation "
+        "and export run as at --steps.", minimum=0)
     eval_batch_size: int = option(
         64, "Eval batch size; every eval drawing is evaluated, whatever it is.", minimum=1)
     save_checkpoints_secs: int = option(
@@ -50,6 +55,8 @@ class TrainConfig:
     save_checkpoints_steps: typing.Optional[int] = option(
         None, "Steps between checkpoints, instead of --save_checkpoints_secs.", minimum=1)
     save_summary_steps: int = option(100, "Steps between TensorBoard summaries.", minimum=1)
+    log_steps: int = option(100, "Steps between progress lines (and global_step/sec "
+                            "summaries).", minimum=1)
     seed: int = option(0, "Seed of initialization, dropout and shuffling.")
     bucket: bool = option(True, "Batch drawings of similar lengths together (changes only "
                           "which drawings share a batch; much less padding to compute).")
@@ -127,7 +134,7 @@ def _check_pattern(flag, pattern):
         raise UserError(f"--{flag}={pattern} matches no file")
 
 
-def _estimator(config, hparams, seed=None):
+def _estimator(config, hparams, seed=None, horizon=None):
     strategy = tf.distribute.MirroredStrategy() \
         if config.distribution_strategy == "mirrored" else None
     checkpoints = ({"save_checkpoints_steps": config.save_checkpoints_steps}
@@ -135,8 +142,10 @@ def _estimator(config, hparams, seed=None):
                    {"save_checkpoints_secs": config.save_checkpoints_secs})
     run_config = tf.estimator.RunConfig(
         model_dir=config.model_dir, tf_random_seed=config.seed if seed is None else seed,
-        train_distribute=strategy, save_summary_steps=config.save_summary_steps, **checkpoints)
-    return tf.estimator.Estimator(model.model_fn, config=run_config, params=hparams)
+        train_distribute=strategy, save_summary_steps=config.save_summary_steps,
+        log_step_count_steps=config.log_steps, **checkpoints)
+    return tf.estimator.Estimator(functools.partial(model.estimator_spec, horizon=horizon),
+                                  config=run_config, params=hparams)
 
 
 def _eval_input_fn(config, limit=0):
@@ -149,17 +158,82 @@ def _evaluate_all(estimator, config):
     return estimator.evaluate(_eval_input_fn(config), name=None)
 
 
+class _StopAt(tf.estimator.SessionRunHook):
+    """Ends training at the first step that finishes after `deadline` (a time.time())."""
+
+    def __init__(self, deadline):
+        self._deadline = deadline
+
+    def after_run(self, run_context, run_values):
+        if time.time() >= self._deadline:
+            run_context.request_stop()
+
+
+def _metrics_text(metrics):
+    return (f"accuracy {metrics['accuracy']:.4f}, top-3 {metrics['top_3_accuracy']:.4f}, "
+            f"loss {metrics['loss']:.4f} over {int(metrics['eval_drawings']):,} drawings")
+
+
+def _duration(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
+class _Progress(tf.estimator.SessionRunHook):
+    """Every `every` steps, one line: step / total, drawings/s, elapsed, ETA (to --steps, or
+    to the --max_minutes deadline if that comes first), loss, and the last evaluation's
+    accuracy."""
+
+    def __init__(self, every, drawings_per_step, horizon, evaluations):
+        self._every, self._drawings_per_step = every, drawings_per_step
+        self._horizon, self._evaluations = horizon, evaluations
+
+    def begin(self):
+        self._step_tensor = tf.compat.v1.train.get_global_step()
+        self._loss = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.LOSSES)[0]
+        self._start = self._last = None
+
+    def after_create_session(self, session, coord):
+        self._last = self._start = (time.monotonic(), session.run(self._step_tensor))
+
+    def before_run(self, run_context):
+        return tf.compat.v1.train.SessionRunArgs((self._step_tensor, self._loss))
+
+    def after_run(self, run_context, run_values):
+        step, loss = run_values.results
+        step += 1  # the step just run
+        if step % self._every and step < self._horizon.steps:
+            return
+        now = time.monotonic()
+        rate = (step - self._last[1]) / max(now - self._last[0], 1e-9)
+        self._last = now, step
+        eta = (self._horizon.steps - step) / max(rate, 1e-9)
+        if self._horizon.seconds:
+            eta = min(eta, max(0.0, self._horizon.deadline - time.time()))
+        line = (f"step {step:,}/{self._horizon.steps:,} ({100 * step / self._horizon.steps:.0f}%)"
+                f"  {rate * self._drawings_per_step:,.1f} drawings/s"
+                f"  elapsed {_duration(now - self._start[0])}  ETA {_duration(eta)}"
+                f"  loss {loss:.4f}")
+        if self._evaluations and self._evaluations.last:
+            line += "  eval accuracy {accuracy:.4f} (step {global_step:,})".format(
+                **self._evaluations.last)
+        logging.info("%s", line)
+
+
 class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
     """During training, evaluates (the eval sample) and exports after a checkpoint once
     training has gone on for --save_checkpoints_secs and for 9 times as long as the last
     evaluation took, counted from its end: evaluations never run back to back and take about
     10% of the time at most, whatever their size. (The Estimator's own schedule counts from
-    the start of an evaluation, so one longer than the interval starves training.)"""
+    the start of an evaluation, so one longer than the interval starves training.) The
+    checkpoint where training ends is left to the final evaluation."""
 
-    def __init__(self, evaluate_and_export, min_seconds):
+    def __init__(self, evaluate_and_export, min_seconds, horizon):
         self._evaluate_and_export = evaluate_and_export
         self._min_seconds = min_seconds
+        self._horizon = horizon
         self.count, self.seconds = 0, 0.0
+        self.last = None  # the last evaluation's metrics
 
     def begin(self):
         self._next, self._first = 0.0, True
@@ -168,11 +242,14 @@ class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
         if self._first:  # the checkpoint written as training starts: nothing new to evaluate
             self._first = False
             return
-        if time.monotonic() < self._next:
+        if time.monotonic() < self._next or global_step_value >= self._horizon.steps or (
+                self._horizon.seconds and time.time() >= self._horizon.deadline):
             return
         start = time.monotonic()
-        self._evaluate_and_export(final=False)
+        self.last = self._evaluate_and_export(final=False)
         end = time.monotonic()
+        logging.info("evaluation at step %d (%.0f s with the export): %s", global_step_value,
+                     end - start, _metrics_text(self.last))
         self.count, self.seconds = self.count + 1, self.seconds + end - start
         self._next = end + max(self._min_seconds, 9 * (end - start))
 
@@ -201,25 +278,18 @@ def train_and_evaluate(config):
                  {k: v for k, v in dataclasses.asdict(hparams).items() if k != "classes"})
 
     shard_index, shard_count, seed = data_stream(config)
-    estimator = _estimator(config, hparams, seed)
+    budget = 60 * config.max_minutes
+    horizon = model.Horizon(config.steps, time.time() + budget if budget else 0.0, budget)
+    estimator = _estimator(config, hparams, seed, horizon)
 
     def train_input_fn():
         return input_pipeline.input_fn(
             config.training_data, True, hparams.batch_size, seed=seed, bucket=config.bucket,
-            max_points=config.max_points, shard=(shard_index, shard_count))
+            max_points=config.max_points, shard=(shard_index, shard_count),
+            augment_stretch=hparams.augment_stretch, augment_rotation=hparams.augment_rotation)
 
     exporters = serving.exporters(config.classes_path)
     sample_input_fn = _eval_input_fn(config, limit=config.eval_sample)
-    if task is not None:  # the Estimator's distributed runtime; an evaluator task evaluates
-        eval_spec = tf.estimator.EvalSpec(
-            sample_input_fn, steps=None, start_delay_secs=0,
-            throttle_secs=config.save_checkpoints_secs, exporters=exporters)
-        tf.estimator.train_and_evaluate(
-            estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=config.steps),
-            eval_spec)
-        if task[0] != "evaluator":
-            return None
-        return _evaluate_all(estimator, config)
 
     def evaluate_and_export(final, input_fn=sample_input_fn):
         metrics = estimator.evaluate(input_fn, name=None)
@@ -229,12 +299,35 @@ def train_and_evaluate(config):
                             checkpoint, metrics, final)
         return metrics
 
+    strategy = estimator.config.train_distribute
+    evaluations = _Evaluations(evaluate_and_export, config.save_checkpoints_secs, horizon)
+    hooks = [_Progress(config.log_steps, hparams.batch_size * (
+        strategy.num_replicas_in_sync if strategy else 1), horizon,
+        evaluations if task is None else None)]
+    if budget:
+        hooks.append(_StopAt(horizon.deadline))
+
+    if task is not None:  # the Estimator's distributed runtime; an evaluator task evaluates
+        eval_spec = tf.estimator.EvalSpec(
+            sample_input_fn, steps=None, start_delay_secs=0,
+            throttle_secs=config.save_checkpoints_secs, exporters=exporters)
+        tf.estimator.train_and_evaluate(
+            estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=config.steps,
+                                              hooks=hooks),
+            eval_spec)
+        if task[0] != "evaluator":
+            return None
+        return _evaluate_all(estimator, config)
+
     start_step = checkpoint_step(config.model_dir)
-    evaluations = _Evaluations(evaluate_and_export, config.save_checkpoints_secs)
     start = time.monotonic()
-    estimator.train(train_input_fn, max_steps=config.steps, saving_listeners=[evaluations])
+    estimator.train(train_input_fn, max_steps=config.steps, hooks=hooks,
+                    saving_listeners=[evaluations])
     seconds = time.monotonic() - start
-    if checkpoint_step(config.model_dir) == start_step:
+    end_step = checkpoint_step(config.model_dir)
+    if budget and end_step < config.steps:
+        logging.info("--max_minutes=%g reached at step %d", config.max_minutes, end_step)
+    if end_step == start_step:
         # The checkpoint is at --steps already, so nothing was trained: evaluate it anyway.
         logging.info("%s is at step %d already: evaluating it", config.model_dir, start_step)
         return _evaluate_all(estimator, config)

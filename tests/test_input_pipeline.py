@@ -73,3 +73,44 @@ def test_task_shards_split_the_training_data(dataset, tmp_path):
             parts.append(seen)
         assert sum(len(p) for p in parts) == len(set().union(*parts)), "no drawing shared"
         assert set().union(*parts) == set(every), "and none left out"
+
+
+def test_augmentation_stretches_and_rotates_training_drawings_only(dataset):
+    pattern = training_pattern(dataset)
+
+    def batches(**augment):
+        return [(f["ink"].numpy(), f["lengths"].numpy()) for f, _ in
+                input_pipeline.input_fn(pattern, True, 16, seed=5, **augment).take(6)]
+    plain = batches()
+    rotated = batches(augment_rotation=30.0)
+    stretched = batches(augment_stretch=0.5)
+    assert [b[1].tolist() for b in rotated] == [b[1].tolist() for b in plain]
+    for (ink, lengths), (turned, _), (pulled, _) in zip(plain, rotated, stretched):
+        # The pen column and the padding stay as they were; rotation keeps every step's
+        # length and turns a drawing's steps by one angle within 30 degrees; stretching
+        # scales x and y by one factor each in [0.5, 1.5].
+        for augmented in (turned, pulled):
+            np.testing.assert_array_equal(augmented[:, :, 2], ink[:, :, 2])
+            for row, length in zip(augmented, lengths):
+                assert not row[length:].any()
+        np.testing.assert_allclose(np.linalg.norm(turned[:, :, :2], axis=2),
+                                   np.linalg.norm(ink[:, :, :2], axis=2), atol=1e-5)
+        for before, after, after_stretch, length in zip(ink, turned, pulled, lengths):
+            moving = np.linalg.norm(before[:length, :2], axis=1) > 1e-3
+            angles = (np.arctan2(after[:length, 1], after[:length, 0])
+                      - np.arctan2(before[:length, 1], before[:length, 0]))[moving]
+            angles = (angles + np.pi) % (2 * np.pi) - np.pi
+            assert np.ptp(angles) < 1e-3 and abs(angles[0]) <= np.radians(30) + 1e-6
+            for axis in (0, 1):
+                moved = np.abs(before[:length, axis]) > 1e-3
+                factors = after_stretch[:length, axis][moved] / before[:length, axis][moved]
+                assert np.ptp(factors) < 1e-3 and 0.5 - 1e-6 <= factors[0] <= 1.5 + 1e-6
+    assert not np.allclose(rotated[0][0], plain[0][0])
+    # Seeded: the same seed gives the same augmented drawings.
+    np.testing.assert_array_equal(batches(augment_rotation=30.0)[3][0], rotated[3][0])
+    # Evaluation data is never augmented.
+    evals = [f["ink"].numpy() for f, _ in input_pipeline.input_fn(
+        eval_pattern(dataset), False, 16, augment_rotation=30.0, augment_stretch=0.5)]
+    assert [e.tobytes() for e in evals] == [f["ink"].numpy().tobytes() for f, _ in
+                                             input_pipeline.input_fn(eval_pattern(dataset),
+                                                                     False, 16)]

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -131,3 +132,37 @@ def test_mirrored_replicas_clip_their_summed_update(tmp_path):
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(outcome["applied"], [9.0, 0.0], rtol=1e-6)
     np.testing.assert_allclose(outcome["norms"], [45.0, 45.0], rtol=1e-6)
+
+
+def rates(params, horizon, steps):
+    """The learning rate at each of `steps`, from model.learning_rate's graph."""
+    graph = tf.Graph()
+    with graph.as_default():
+        step = tf.compat.v1.train.create_global_step()
+        rate = model.learning_rate(params, horizon)
+        at = tf.compat.v1.placeholder(tf.int64, [])
+        assign = step.assign(at)
+        with tf.compat.v1.Session() as session:
+            result = []
+            for s in steps:
+                session.run(assign, {at: s})
+                result.append(session.run(rate))
+            return result
+
+
+def test_learning_rate_schedules():
+    constant = dataclasses.replace(PARAMS, learning_rate=0.01)
+    assert rates(constant, None, [0, 500]) == pytest.approx([0.01, 0.01])
+    warm = dataclasses.replace(constant, warmup_steps=10)
+    assert rates(warm, None, [0, 4, 9, 100]) == pytest.approx([0.001, 0.005, 0.01, 0.01])
+    cosine = dataclasses.replace(constant, learning_rate_schedule="cosine")
+    by_steps = model.Horizon(steps=200)
+    assert rates(cosine, by_steps, [0, 50, 100, 200, 300]) == pytest.approx(
+        [0.01, 0.01 * (1 + 0.5 ** 0.5) / 2, 0.005, 0, 0], abs=1e-7)
+    # A time budget half spent: the schedule is half way, whatever the step, unless the
+    # steps are further on.
+    by_time = model.Horizon(steps=200, deadline=time.time() + 3600, seconds=7200)
+    assert rates(cosine, by_time, [0, 150]) == pytest.approx(
+        [0.005, 0.01 * (1 - 0.5 ** 0.5) / 2], rel=1e-3)
+    with pytest.raises(ValueError, match="Horizon"):
+        rates(cosine, None, [0])

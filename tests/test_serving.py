@@ -46,8 +46,54 @@ def test_each_evaluation_exports_the_latest_and_the_best(trained):
         "serving_default"]
     assert set(signature.structured_input_signature[1]) == {"points", "lengths"}
     assert set(signature.structured_outputs) == {
-        "top_k_classes", "top_k_probabilities", "probabilities", "class_index"}
+        "top_k_classes", "top_k_probabilities", "probabilities", "class_index", "usable"}
     assert serving.export_dirs(str(model_dir / "nothing")) == []
+
+
+def test_the_signature_survives_any_input(trained):
+    model_dir, _ = trained
+    signature = tf.saved_model.load(serving.export_dirs(str(model_dir))[-1]).signatures[
+        "serving_default"]
+
+    def run(points, lengths):
+        outputs = signature(points=tf.constant(points, tf.float32),
+                            lengths=tf.constant(lengths, tf.int32))
+        return {k: v.numpy() for k, v in outputs.items()}
+    with open(os.path.join(QUICKDRAW, "cat.ndjson"), "rb") as f:
+        parsed = drawing.parse_lines([next(f) for _ in range(2)])
+    good = drawing.pad(parsed.points, parsed.lengths)
+    alone = run(good, parsed.lengths)
+    assert alone["usable"].all()
+    width = good.shape[1]
+    nan = good[:1].copy()
+    nan[0, 3, 0] = np.nan
+    # Two good drawings among: 0 points, a length above the width, 1 point, a NaN point.
+    batch = np.concatenate([good[:1], good[:1], good[:1], good[:1], nan, good[1:]])
+    lengths = [parsed.lengths[0], 0, width + 50, 1, parsed.lengths[0], parsed.lengths[1]]
+    mixed = run(batch, lengths)
+    np.testing.assert_array_equal(mixed["usable"], [True, False, True, False, False, True])
+    for i, j in ((0, 0), (5, 1)):
+        np.testing.assert_allclose(mixed["probabilities"][i], alone["probabilities"][j],
+                                   atol=1e-6)
+        assert list(mixed["top_k_classes"][i]) == list(alone["top_k_classes"][j])
+    for i in (1, 3, 4):
+        assert not mixed["probabilities"][i].any() and mixed["class_index"][i] == -1
+        assert set(mixed["top_k_classes"][i]) == {b""}
+    assert np.isfinite(mixed["probabilities"]).all()
+    # A length above the width counts as the width: the whole padded row.
+    over = run(good[:1, :10], [parsed.lengths[0] + 50])
+    np.testing.assert_allclose(run(good[:1, :10], [10])["probabilities"],
+                               over["probabilities"], atol=1e-6)
+    # A batch of only unusable drawings, even of width 1 or 0, still answers.
+    for points, lengths in ((good[:1, :1], [1]), (np.zeros((2, 0, 3)), [0, 0]),
+                            (np.zeros((0, 5, 3)), [])):
+        outputs = run(points, lengths)
+        assert not outputs["usable"].any() and len(outputs["usable"]) == len(lengths)
+    # Padding changes nothing: the batch is cut to its longest drawing.
+    padded = np.zeros((1, 1000, 3), np.float32)
+    padded[0, :width] = good[0]
+    np.testing.assert_allclose(run(padded, parsed.lengths[:1])["probabilities"],
+                               alone["probabilities"][:1], atol=1e-6)
 
 
 

@@ -1,5 +1,7 @@
 """train_model.py as the user runs it: the install check, what it prints, one-line errors."""
 
+import re
+
 import pytest
 
 import hparams
@@ -21,6 +23,32 @@ def test_self_test_needs_no_data(tmp_path):
     # The same model, evaluated only: nothing trained, the same figures.
     again = run("train_model.py", "--self_test", f"--model_dir={tmp_path}", "--evaluate_only")
     assert again.stdout.splitlines()[:2] == lines[:2]
+
+
+def test_progress_lines_instead_of_tensorflows_chatter(tmp_path):
+    result = run("train_model.py", "--self_test", f"--model_dir={tmp_path}", "--steps=40",
+                 "--log_steps=20", "--num_layers=1", "--num_nodes=16",
+                 "--save_checkpoints_steps=20")
+    progress = [line.split("] ", 1)[1] for line in result.stderr.splitlines()
+                if "] step " in line]
+    assert len(progress) == 2, result.stderr
+    pattern = (r"step {step}/40 \({percent}%\)  [\d,.]+ drawings/s  elapsed 0:\d\d:\d\d  "
+               r"ETA 0:\d\d:\d\d  loss \d+\.\d{{4}}")
+    # The evaluation of step 20 may come before or after that step's line; the second
+    # line names its accuracy.
+    assert re.fullmatch(pattern.format(step=20, percent=50) +
+                        r"(  eval accuracy \d\.\d{4} \(step 20\))?", progress[0]), progress[0]
+    assert re.fullmatch(pattern.format(step=40, percent=100) +
+                        r"  eval accuracy \d\.\d{4} \(step 20\)", progress[1]), progress[1]
+    assert re.search(r"evaluation at step 20 \(\d+ s with the export\): accuracy \d\.\d{4}, "
+                     r"top-3 \d\.\d{4}, loss \d+\.\d{4} over 36 drawings", result.stderr)
+    for chatter in ("global_step/sec", "Restoring parameters", "SavedModel written",
+                    "Saving checkpoints", "loss = "):
+        assert chatter not in result.stderr, chatter
+    # absl's --verbosity brings TensorFlow's own lines back.
+    again = run("train_model.py", "--self_test", f"--model_dir={tmp_path}", "--steps=60",
+                "--verbosity=1")
+    assert "SavedModel written" in again.stderr and "Saving checkpoints" in again.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -3,14 +3,16 @@ and resuming, seeds, the mirrored strategy, evaluation on demand."""
 
 import dataclasses
 import json
+import time
 
 import pytest
 
 import hparams
 import input_pipeline
+import serving
 import training
 from cli import UserError
-from conftest import eval_pattern, tags, train_config
+from conftest import eval_pattern, scalars, tags, train_config
 from data_format import read_examples
 
 
@@ -109,9 +111,9 @@ def self_test_data(tmp_path_factory):
     return training.write_self_test_data(str(tmp_path_factory.mktemp("self_test_data")))
 
 
-def self_test_run(data, model_dir, steps, cell="lstm", **fields):
+def self_test_run(data, model_dir, steps, cell="lstm", hparams_more=None, **fields):
     hparams = {"num_layers": 1, "num_nodes": 16, "num_conv": (8,), "conv_len": (3,),
-               "cell": cell}
+               "cell": cell, **(hparams_more or {})}
     config = training.TrainConfig(**data, model_dir=str(model_dir), steps=steps,
                                   hparams=hparams, **fields)
     return training.train_and_evaluate(config)
@@ -137,13 +139,13 @@ def test_mirrored_strategy_trains(self_test_data, tmp_path, log_lines):
 def test_evaluations_never_starve_training(self_test_data, tmp_path, log_lines):
     # A checkpoint every second and evaluations much longer than that (one drawing a batch):
     # the Estimator's own schedule evaluated after nearly every step.
-    metrics = self_test_run(self_test_data, tmp_path, 60, save_checkpoints_secs=1,
+    metrics = self_test_run(self_test_data, tmp_path, 400, save_checkpoints_secs=1,
                             eval_batch_size=1, eval_sample=12)
     evaluations = [m for m in log_lines.messages if m.startswith("Saving dict for global step")]
-    assert 2 <= len(evaluations) <= 3, evaluations
+    assert 2 <= len(evaluations) <= 4, evaluations
     assert all("eval_drawings = 12.0" in m for m in evaluations[:-1])  # the sample...
-    assert "eval_drawings = 36.0, global_step = 60," in evaluations[-1]  # ...then all
-    assert (metrics["global_step"], metrics["eval_drawings"]) == (60, 36)
+    assert "eval_drawings = 36.0, global_step = 400," in evaluations[-1]  # ...then all
+    assert (metrics["global_step"], metrics["eval_drawings"]) == (400, 36)
 
 
 def first_batch(config, stream):
@@ -177,3 +179,17 @@ def test_a_resumed_run_goes_on_to_other_drawings(trained, dataset):
     assert resumed_stream[:2] == (0, 1) and resumed_stream[2] != fresh.seed
     assert resumed_stream == training.data_stream(config), "the same for the same step"
     assert first_batch(config, resumed_stream) != first_batch(fresh, (0, 1, fresh.seed))
+
+
+def test_max_minutes_ends_training_then_evaluates_and_exports(self_test_data, tmp_path,
+                                                              log_lines):
+    start = time.time()
+    metrics = self_test_run(self_test_data, tmp_path, 10**6, max_minutes=0.25,
+                            hparams_more={"learning_rate_schedule": "cosine"})
+    assert time.time() - start < 60
+    assert 10 < metrics["global_step"] < 10**6 and metrics["eval_drawings"] == 36
+    assert f"--max_minutes=0.25 reached at step {metrics['global_step']}" in log_lines
+    assert serving.export_dirs(str(tmp_path))
+    # The cosine schedule followed the clock down to about 0 at the end.
+    rates = [v for _, v in scalars(tmp_path, "learning_rate")]
+    assert rates[0] > 0.9e-4 and rates[-1] < 0.1e-4 and rates == sorted(rates, reverse=True)
