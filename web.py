@@ -73,6 +73,9 @@ def _handler(config, classifier, page):
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle's algorithm on, the client's
+        # delayed ACK held the body back by about 40 ms.
+        disable_nagle_algorithm = True
         server_version = "quickdraw-serve"
 
         def log_message(self, format, *args):  # one line a request is noise; errors are sent

@@ -212,8 +212,8 @@ def main(argv):
             results.append(result)
             print(f"{name} seed {seed}: " + ", ".join(
                 f"{m:.1f} min {a:.4f}" for m, _, a in result["curve"]), flush=True)
-    with open(os.path.join(folder, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+            with open(os.path.join(folder, "results.json"), "w") as f:  # after each run
+                json.dump(results, f, indent=1)
     print(summary(results))
     plot(results, FLAGS.plot or os.path.join(REPO, "docs", f"recipe_{FLAGS.classes}.png"))
 

@@ -44,7 +44,9 @@ class Cluster:
         path = self.logs / f"{role}-{len(self.processes)}.log"
         with open(path, "w") as log:  # the child keeps its own copy of the file
             self.processes[role] = subprocess.Popen(
-                [sys.executable, os.path.join(REPO, "train_model.py"), *self.args],
+                # --verbosity=1: the tests read TensorFlow's own log lines.
+                [sys.executable, os.path.join(REPO, "train_model.py"), *self.args,
+                 "--verbosity=1"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
         self.processes[role].log_path = path
 
@@ -119,7 +121,7 @@ def test_sigkill_mid_training_then_rerun_resumes(dataset, tmp_path):
     model_dir = tmp_path / "model"
     args = [os.path.join(REPO, "train_model.py"), *data_flags(dataset),
             f"--model_dir={model_dir}", *TINY_MODEL, "--steps=240",
-            "--save_checkpoints_steps=40"]
+            "--save_checkpoints_steps=40", "--verbosity=1"]  # to read "Restoring ..."
     process = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
