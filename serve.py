@@ -42,7 +42,11 @@ def main():
     config = web.ServeConfig(**cli.from_flags(web.ServeConfig, FLAGS))
     path = saved_model_path(FLAGS.model_dir, FLAGS.saved_model)
     tf_env.setup()
+    verbosity = logging.get_verbosity()
+    if verbosity < 1:  # loading a SavedModel logs through absl at INFO
+        logging.set_verbosity(logging.WARNING)
     model = classifier.from_saved_model(path)
+    logging.set_verbosity(verbosity)
     model.classify_strokes([[[[0, 1], [0, 1]]]])  # warm-up: the first call traces the graph
     try:
         server = web.make_server(config, model)

@@ -1,0 +1,58 @@
+"""Makes docs/serve.png, the README's picture of the drawing page: serve.py on a model_dir,
+a real swan from data/sample drawn in headless Chromium with the browser tests' pointer
+actions, the page's guesses on screen.
+
+  ./run_sample.sh && python scripts/screenshot_page.py [--model_dir=runs/sample/model]
+
+Needs chromium, chromedriver and selenium, as the browser tests do.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
+
+import test_serve  # noqa: E402  (its server-free helpers: free_port, draw, shown_guesses)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_dir", default=os.path.join(REPO, "runs", "sample", "model"))
+    parser.add_argument("--output", default=os.path.join(REPO, "docs", "serve.png"))
+    args = parser.parse_args()
+    from selenium import webdriver
+    port = test_serve.free_port()
+    server = subprocess.Popen([sys.executable, os.path.join(REPO, "serve.py"),
+                               f"--model_dir={args.model_dir}", f"--port={port}"])
+    options = webdriver.ChromeOptions()
+    options.binary_location = test_serve.CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--window-size=1000,800"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(
+        executable_path=test_serve.CHROMEDRIVER))
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except OSError:  # not listening yet
+                time.sleep(0.2)
+        driver.get(f"http://127.0.0.1:{port}/")
+        with open(os.path.join(REPO, "data", "sample", "swan.ndjson")) as f:
+            swan = [json.loads(next(f))["drawing"] for _ in range(3)][2]
+        test_serve.draw(driver, swan)
+        print(test_serve.shown_guesses(driver, 5))
+        driver.find_element("tag name", "body").screenshot(args.output)
+    finally:
+        driver.quit()
+        server.terminate()
+
+
+if __name__ == "__main__":
+    main()
