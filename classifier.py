@@ -86,18 +86,17 @@ class Classifier:
         results, flats, places = [None] * len(drawings), [], []
         for index, strokes in enumerate(drawings):
             try:
-                flat = drawing.flatten_strokes(strokes)
-                drawing.to_points([flat])  # checks the coordinates
+                flats.append(drawing.flatten_strokes(strokes))
+                places.append(index)
             except drawing.BadDrawing as e:
                 results[index] = e
-                continue
-            flats.append(flat)
-            places.append(index)
-        if flats:
-            points, lengths = drawing.to_points(flats)
+        points, lengths, kept, rejected = drawing.to_points_sorted_out(flats)
+        for k, error in rejected:
+            results[places[k]] = error
+        if kept:
             outputs = self.predict(points, lengths)
-            for i, index in enumerate(places):
-                results[index] = {
+            for i, k in enumerate(kept):
+                results[places[k]] = {
                     "top_k_classes": list(outputs["top_k_classes"][i]),
                     "top_k_probabilities": outputs["top_k_probabilities"][i].tolist()}
         return results

@@ -155,22 +155,31 @@ def parse_lines(lines, expected_word=None):
         flat.append(flat_drawing)
         words.append(word)
         line_indices.append(i)
+    points, lengths, kept, rejected = to_points_sorted_out(flat)
+    if rejected:
+        skipped = sorted(skipped + [(line_indices[k], e.reason) for k, e in rejected])
+        words = [words[k] for k in kept]
+        line_indices = [line_indices[k] for k in kept]
+    return ParsedLines(points, lengths, words, line_indices, skipped)
+
+
+def to_points_sorted_out(flat_drawings):
+    """to_points of the drawings whose coordinates are all finite numbers: (points, lengths,
+    kept, rejected), kept the positions of the converted drawings among flat_drawings and
+    rejected [(position, BadDrawing)] of the others. One batch unless a drawing fails."""
     try:
-        points, lengths = to_points(flat)
+        points, lengths = to_points(flat_drawings)
+        return points, lengths, list(range(len(flat_drawings))), []
     except BadDrawing:  # rare: convert one by one to find the culprits
-        kept = []
-        for k, flat_drawing in enumerate(flat):
+        kept, rejected = [], []
+        for k, flat_drawing in enumerate(flat_drawings):
             try:
                 to_points([flat_drawing])
                 kept.append(k)
             except BadDrawing as e:
-                skipped.append((line_indices[k], e.reason))
-        skipped.sort()
-        flat = [flat[k] for k in kept]
-        words = [words[k] for k in kept]
-        line_indices = [line_indices[k] for k in kept]
-        points, lengths = to_points(flat)
-    return ParsedLines(points, lengths, words, line_indices, skipped)
+                rejected.append((k, e))
+        points, lengths = to_points([flat_drawings[k] for k in kept])
+        return points, lengths, kept, rejected
 
 
 def points_to_ink(points, lengths=None):

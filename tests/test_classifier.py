@@ -65,3 +65,19 @@ def test_a_missing_model_is_a_one_line_error(fields, message):
     with pytest.raises(UserError) as error:
         classifier.load(classifier.PredictConfig(**fields))
     assert str(error.value) == message
+
+
+def test_bad_strokes_get_their_reasons_and_the_others_are_answered(trained, quickdraw_subset):
+    import json
+
+    import drawing
+    model_dir, _ = trained
+    model = classifier.from_saved_model(serving.export_dirs(str(model_dir))[-1])
+    good = [json.loads(line)["drawing"] for line in eval_lines(quickdraw_subset)[:2]]
+    results = model.classify_strokes([good[0], [[[0], [0]]], [[[0, float("nan")], [0, 1]]],
+                                      "abc", good[1]])
+    alone = model.classify_strokes(good)
+    assert [results[0], results[4]] == alone
+    assert [(type(r), r.reason) for r in results[1:4]] == [
+        (drawing.BadDrawing, drawing.TOO_FEW_POINTS), (drawing.BadDrawing, drawing.NON_FINITE),
+        (drawing.BadDrawing, drawing.MALFORMED_DRAWING)]
