@@ -1,15 +1,21 @@
 """The eval set's confusion matrix as a TensorBoard image, and the metric that accumulates it.
 
-Up to LABELLED_CLASSES classes the image is the matrix with the class names beside its rows;
-beyond that, the matrix as a heat map beside a list of the most confused pairs. Text is drawn
-with a built-in 5x7 pixel font, so that rendering needs nothing but numpy.
+TensorBoard 2.15 shows an image in a box 215 pixels high and, its Time Series cards being at
+least 335 wide, at least 301 wide (the Images tab: 350), shrunk to fit and drawn pixelated: a
+shrunk pixel font loses rows and columns ("OWL" read "OUU"). So the image is drawn to fit
+that box at its natural size. Up to LABELLED_CLASSES classes it is the matrix with the class
+names beside its rows; beyond that a matrix cannot be read at that size, and the image lists
+the most confused pairs and the least accurate classes. Text is drawn with a built-in 5x7
+pixel font, so that rendering needs nothing but numpy.
 """
 
 import numpy as np
 import tensorflow as tf
 
-LABELLED_CLASSES = 40
-CONFUSED_PAIRS = 25
+WIDTH, HEIGHT = 301, 215
+_MARGIN, _CHAR, _LINE, _ROW = 4, 6, 10, 9
+_COLUMNS = (WIDTH - 2 * _MARGIN) // _CHAR  # characters a line
+LABELLED_CLASSES = 20  # rows of _ROW pixels below a title and two-digit column numbers
 
 # 5x7 glyphs: 7 rows of 5 bits, two hex digits a row. Lower case draws as upper case.
 _GLYPHS = {
@@ -42,7 +48,7 @@ def text_mask(text):
     return np.concatenate(cells, axis=1)
 
 
-def _paste(canvas, mask, top, left, color):
+def _paste(canvas, mask, top, left, color=(0, 0, 0)):
     h = min(mask.shape[0], canvas.shape[0] - top)
     w = min(mask.shape[1], canvas.shape[1] - left)
     if h > 0 and w > 0:
@@ -55,46 +61,80 @@ def _heat(fractions):
     return (255 * (1 - f) + np.array([8, 48, 107]) * f).astype(np.uint8)
 
 
-def render(confusion, classes):
-    """confusion [true, predicted] counts -> an RGB uint8 image [height, width, 3]."""
-    confusion = np.asarray(confusion, dtype=np.int64)
+def _cut(name, chars):
+    return name if len(name) <= chars else name[:max(chars - 1, 1)] + "."
+
+
+def _matrix(fractions, classes, title):
     n = len(classes)
-    totals = confusion.sum(axis=1, keepdims=True)
-    fractions = confusion / np.maximum(totals, 1)
-    correct = np.trace(confusion)
-    title = (f"rows: true class, columns: predicted. {int(totals.sum())} drawings, "
-             f"accuracy {100 * correct / max(totals.sum(), 1):.1f}%")
-    if n <= LABELLED_CLASSES:
-        cell, label_width = 14, 6 * (max(len(c) for c in classes) + 4) + 4
-        canvas = np.full((24 + n * cell + 4, max(label_width + n * cell + 4,
-                                                 6 * len(title) + 8), 3), 255, np.uint8)
-        _paste(canvas, text_mask(title), 4, 4, (0, 0, 0))
-        for j in range(n):  # predicted classes' indices above the columns
-            _paste(canvas, text_mask(str(j)), 15, label_width + j * cell + 1, (0, 0, 0))
-        for i, name in enumerate(classes):
-            top = 24 + i * cell
-            _paste(canvas, text_mask(f"{i:>2} {name}"), top + 3, 4, (0, 0, 0))
-            for j in range(n):
-                left = label_width + j * cell
-                canvas[top:top + cell - 1, left:left + cell - 1] = _heat(fractions[i, j])
-        return canvas
-    # Many classes: a heat map of 2 pixels a cell, and the most confused pairs.
+    digits = len(str(n - 1))
+    longest = digits + 1 + max(len(name) for name in classes)
+    cell = min(14, max(6, (WIDTH - 2 * _MARGIN - 2 - _CHAR * longest) // n))
+    label_chars = (WIDTH - 2 * _MARGIN - 2 - n * cell) // _CHAR
+    labels = [f"{i:>{digits}} {_cut(name, label_chars - digits - 1)}"
+              for i, name in enumerate(classes)]
+    left = _MARGIN + _CHAR * max(len(label) for label in labels) + 2
+    top = _MARGIN + _LINE + 8 * digits + 1
+    canvas = np.full((top + n * _ROW + _MARGIN, WIDTH, 3), 255, np.uint8)
+    _paste(canvas, text_mask(title), _MARGIN, _MARGIN)
+    for j in range(n):  # predicted classes' numbers above the columns, digits stacked
+        for k, digit in enumerate(f"{j:>{digits}}"):
+            _paste(canvas, text_mask(digit), _MARGIN + _LINE + 8 * k, left + j * cell)
+    for i, label in enumerate(labels):
+        row = top + i * _ROW
+        _paste(canvas, text_mask(label), row + 1, _MARGIN)
+        for j in range(n):
+            canvas[row:row + _ROW - 1, left + j * cell:left + (j + 1) * cell - 1] = _heat(
+                fractions[i, j])
+    return canvas
+
+
+def _packed(entries, head):
+    """entries joined by ", " after head, as lines of at most _COLUMNS characters."""
+    lines, line = [], head
+    for entry in entries:
+        if len(line) + 2 + len(entry) > _COLUMNS and line != head:
+            lines.append(line + ",")
+            line = "  "
+        line += ("" if line in (head, "  ") else ", ") + entry
+    return lines + [line]
+
+
+def _summary(confusion, fractions, classes, title):
+    n = len(classes)
+    recall = np.diag(fractions)
+    least = [f"{_cut(classes[i], 20)} {100 * recall[i]:.0f}%"
+             for i in np.argsort(recall, kind="stable")[:8]]
+    worst = _packed(least, "least accurate: ")[:3]
+    room = (HEIGHT - 2 * _MARGIN) // _LINE - len(worst) - 2
+    lines = [title, "most confused (share of the true class):"]
     off_diagonal = fractions * (1 - np.eye(n))
-    order = np.argsort(off_diagonal, axis=None)[::-1][:CONFUSED_PAIRS]
-    lines = [title, "", "most confused (true -> predicted: share of the true class):"]
-    for flat in order:
+    for flat in np.argsort(-off_diagonal, axis=None, kind="stable")[:room]:
         i, j = divmod(int(flat), n)
         if confusion[i, j] == 0:
             break
-        lines.append(f"{classes[i]} -> {classes[j]}: {100 * fractions[i, j]:.1f}% "
-                     f"({confusion[i, j]})")
-    side = 2 * n
-    text_width = 6 * max(len(line) for line in lines) + 8
-    canvas = np.full((max(side, 12 * len(lines)) + 8, side + text_width + 12, 3), 255, np.uint8)
-    canvas[4:4 + side, 4:4 + side] = np.repeat(np.repeat(_heat(fractions), 2, 0), 2, 1)
+        share = f"{100 * fractions[i, j]:4.1f}% "
+        names = _COLUMNS - len(share) - len(" -> ")
+        first = _cut(classes[i], max(names // 2, names - len(classes[j])))
+        lines.append(share + first + " -> " + _cut(classes[j], names - len(first)))
+    lines += worst
+    canvas = np.full((2 * _MARGIN + _LINE * len(lines), WIDTH, 3), 255, np.uint8)
     for k, line in enumerate(lines):
-        _paste(canvas, text_mask(line), 4 + 12 * k, side + 12, (0, 0, 0))
+        _paste(canvas, text_mask(line), _MARGIN + _LINE * k, _MARGIN)
     return canvas
+
+
+def render(confusion, classes):
+    """confusion [true, predicted] counts -> an RGB uint8 image of at most HEIGHT x WIDTH."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    totals = confusion.sum(axis=1, keepdims=True)
+    fractions = confusion / np.maximum(totals, 1)
+    total = int(totals.sum())
+    accuracy = 100 * np.trace(confusion) / max(total, 1)
+    if len(classes) <= LABELLED_CLASSES:
+        return _matrix(fractions, classes,
+                       f"{accuracy:.1f}% of {total:,} right. row: true, col: guess")
+    return _summary(confusion, fractions, classes, f"{accuracy:.1f}% of {total:,} drawings right")
 
 
 def metric(labels, predicted, classes):

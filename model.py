@@ -122,7 +122,8 @@ def estimator_spec(features, labels, mode, params, horizon=None):
     lengths = tf.cast(features["lengths"], tf.int32)
     # A prediction graph is what exports save: it runs the kernel every device has.
     logits = logits_fn(features["ink"], lengths, params, training,
-                       recurrent.PORTABLE if mode == tf.estimator.ModeKeys.PREDICT else None)
+                       recurrent.portable(params.cell) if mode == tf.estimator.ModeKeys.PREDICT
+                       else None)
     probabilities = tf.nn.softmax(logits)
     top = tf.math.top_k(probabilities, k=min(TOP_K, params.num_classes))
     predictions = {

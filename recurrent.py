@@ -7,8 +7,9 @@ Cells, in the Keras/cuDNN weight layout:
   gru   Keras's reset_after GRU (the cuDNN one): gates z, r, h, input and recurrent biases.
 Kernels:
   loop   a while loop of matmuls: any cell, any device (the lstm's gradient written by
-         hand); what exported models run;
-  block  TensorFlow's fused CPU op for a whole sequence (lstm: BlockLSTMV2);
+         hand); what an exported gru runs;
+  block  TensorFlow's fused op for a whole sequence (lstm: BlockLSTMV2; CPU and GPU
+         kernels); what an exported lstm runs;
   cudnn  cuDNN's kernel (CudnnRNNV3) given each sequence's length, on a GPU; without a GPU
          visible, the loop;
   auto   cudnn when a GPU is visible, else the loop.
@@ -177,9 +178,12 @@ def resolve_kernel(kernel):
     return kernel
 
 
-# What an exported model runs: the loop has a kernel on every device, while a SavedModel
-# holding CudnnRNNV3 (what training on a GPU builds) could not run on a CPU.
-PORTABLE = "loop"
+def portable(cell_name):
+    """What an exported model runs: a kernel every device has, as a SavedModel holding
+    CudnnRNNV3 (what training on a GPU builds) could not run on a CPU. The lstm's fused op
+    has CPU and GPU kernels and classifies one drawing 1.3-1.5x faster than the loop (one op
+    a sequence instead of a dozen a step; measured with benchmarks/bench_serve.py)."""
+    return "block" if "block" in CELLS[cell_name].fused else "loop"
 
 
 def why_no_gpu():

@@ -1,16 +1,20 @@
-"""Latency of one guess: the Python predictor, the HTTP API of serve.py, and padding's cost.
+"""Latency of one guess: the Python predictor, the HTTP API of serve.py, padding's cost, and
+the recurrent kernel exports run.
 
   ./run_sample.sh                                  # trains runs/sample/model, if not done
   python benchmarks/bench_serve.py [--model_dir=runs/sample/model] [--repeats=300]
 
 One drawing of --points points (the first such drawing of the sample's classes; the
 dataset's mean is about 53), classified one at a time after a warm-up; medians and 90th
-percentiles in milliseconds:
+percentiles in milliseconds. The paths take turns, a few dozen guesses at a time, so that
+the machine's drifts in speed reach them all alike:
 - the Python predictor on the run's best SavedModel (classifier.from_saved_model:
   strokes in, top 5 out; what predict.py and serve.py run);
 - the same through the HTTP API (web.py in this process, one keep-alive connection: JSON
   both ways included);
-- the SavedModel's signature on the drawing as it is and padded to 1,000 points.
+- the SavedModel's signature on the drawing as it is and padded to 1,000 points;
+- the signature of the same checkpoint exported with the while loop instead of the fused
+  LSTM op (what exports ran before), for the ratio.
 """
 
 import glob
@@ -41,20 +45,41 @@ def a_drawing(points):
     raise SystemExit(f"no drawing of {points} points in data/sample")
 
 
-def timed(call, repeats):
-    for _ in range(20):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(1000 * (time.perf_counter() - start))
-    times.sort()
-    return statistics.median(times), times[int(0.9 * len(times))]
+def timed(calls, repeats, turns=10):
+    """{name: call} -> {name: (median ms, 90th percentile ms)}, the calls taking turns."""
+    times = {name: [] for name in calls}
+    for turn in range(turns + 1):
+        for name, call in calls.items():
+            for _ in range(repeats // turns if turn else 20):  # turn 0: the warm-up
+                start = time.perf_counter()
+                call()
+                if turn:
+                    times[name].append(1000 * (time.perf_counter() - start))
+    return {name: (statistics.median(t), sorted(t)[int(0.9 * len(t))])
+            for name, t in times.items()}
+
+
+def loop_export(model_dir, folder):
+    """The model_dir's checkpoint exported with the while loop for its recurrent layers."""
+    import tensorflow as tf
+
+    import hparams
+    import model
+    import recurrent
+    import serving
+    params, _ = hparams.load_trained(model_dir)
+    portable, recurrent.portable = recurrent.portable, lambda cell: "loop"
+    try:
+        estimator = tf.estimator.Estimator(model.model_fn, model_dir=model_dir, params=params)
+        return estimator.export_saved_model(folder, serving.serving_input_receiver_fn).decode()
+    finally:
+        recurrent.portable = portable
 
 
 def main(argv):
     del argv
+    import tempfile
+
     import numpy as np
     import tensorflow as tf
 
@@ -68,9 +93,6 @@ def main(argv):
         raise SystemExit(f"no export in {FLAGS.model_dir}: run ./run_sample.sh first")
     model = classifier.from_saved_model(exports[-1])
     strokes = a_drawing(FLAGS.points)
-    rows = [("Python predictor (classify_strokes)",
-             timed(lambda: model.classify_strokes([strokes]), FLAGS.repeats))]
-
     server, _ = web.serve_in_thread(web.ServeConfig(port=0), model)
     connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1])
     body = json.dumps({"instances": [strokes]})
@@ -81,24 +103,30 @@ def main(argv):
         response = connection.getresponse()
         assert response.status == 200, response.read()
         response.read()
-    rows.append(("HTTP API (POST :predict, keep-alive)", timed(over_http, FLAGS.repeats)))
-    server.shutdown()
 
     signature = tf.saved_model.load(exports[-1]).signatures["serving_default"]
+    with tempfile.TemporaryDirectory() as folder:
+        with_loop = tf.saved_model.load(loop_export(FLAGS.model_dir, folder)).signatures[
+            "serving_default"]
     points, lengths = drawing.to_points([drawing.flatten_strokes(strokes)])
+    unpadded = tf.constant(drawing.pad(points, lengths))
     padded = np.zeros((1, 1000, 3), np.float32)
     padded[0, :len(points)] = points
+    padded = tf.constant(padded)
     lengths = tf.constant(lengths, tf.int32)
-    for name, batch in (("signature, unpadded", drawing.pad(points, lengths.numpy())),
-                        ("signature, padded to 1,000 points", padded)):
-        batch = tf.constant(batch)
-        rows.append((name, timed(lambda: signature(points=batch, lengths=lengths),
-                                 FLAGS.repeats)))
-
+    rows = timed({
+        "Python predictor (classify_strokes)": lambda: model.classify_strokes([strokes]),
+        "HTTP API (POST :predict, keep-alive)": over_http,
+        "signature, unpadded": lambda: signature(points=unpadded, lengths=lengths),
+        "signature, padded to 1,000 points": lambda: signature(points=padded, lengths=lengths),
+        "signature exported with the while loop, unpadded":
+            lambda: with_loop(points=unpadded, lengths=lengths),
+    }, FLAGS.repeats)
+    server.shutdown()
     print(f"one drawing of {FLAGS.points} points, {FLAGS.repeats} guesses each, "
           f"model {exports[-1]}")
     print("| path | median ms | 90th percentile ms |\n| --- | ---: | ---: |")
-    for name, (median, p90) in rows:
+    for name, (median, p90) in rows.items():
         print(f"| {name} | {median:.2f} | {p90:.2f} |")
 
 

@@ -18,7 +18,8 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
-import test_serve  # noqa: E402  (its server-free helpers: free_port, draw, shown_guesses)
+import test_serve  # noqa: E402  (its server-free helpers: draw, shown_guesses)
+from conftest import CHROMEDRIVER, CHROMIUM, free_port  # noqa: E402
 
 
 def main():
@@ -27,15 +28,15 @@ def main():
     parser.add_argument("--output", default=os.path.join(REPO, "docs", "serve.png"))
     args = parser.parse_args()
     from selenium import webdriver
-    port = test_serve.free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, os.path.join(REPO, "serve.py"),
                                f"--model_dir={args.model_dir}", f"--port={port}"])
     options = webdriver.ChromeOptions()
-    options.binary_location = test_serve.CHROMIUM
+    options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--window-size=1000,800"):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(
-        executable_path=test_serve.CHROMEDRIVER))
+        executable_path=CHROMEDRIVER))
     try:
         for _ in range(300):
             try:

@@ -2,6 +2,8 @@ import errno
 import glob
 import logging
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,8 @@ SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 QUICKDRAW = os.path.join(SHARED, "quickdraw")
 BAD_INPUT = os.path.join(SHARED, "bad_input", "mixed")
 SAMPLE = os.path.join(REPO, "data", "sample")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
 sys.path.insert(0, REPO)
 
 import tf_env  # noqa: E402,F401  (first: TensorFlow runs as the commands run it)
@@ -183,3 +187,25 @@ def open_fifo_writer(fifo, alive, timeout=60):
         except OSError as e:  # ENXIO: no reader yet
             assert e.errno == errno.ENXIO and time.monotonic() < deadline and alive()
             time.sleep(0.05)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=900,600"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()

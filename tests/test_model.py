@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import confusion
 import drawing
 import hparams
 import model
@@ -93,7 +94,10 @@ def test_metrics_against_a_hand_computed_example():
     assert values["eval_drawings"] == 6
     summary = tf.compat.v1.Summary.FromString(values["confusion_matrix"])
     image = tf.io.decode_png(summary.value[0].image.encoded_image_string).numpy()
-    assert image.shape == (24 + 4 * 14 + 4, image.shape[1], 3)
+    counts = np.zeros((4, 4), int)  # [true, predicted]: the rankings' first classes
+    for true, predicted in zip(labels, [0, 2, 2, 0, 1, 2]):
+        counts[true, predicted] += 1
+    np.testing.assert_array_equal(image, confusion.render(counts, classes))
 
 
 MIRRORED_CLIPPING = """

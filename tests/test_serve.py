@@ -4,8 +4,6 @@ are the API's and predict.py's; one round of the game."""
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,17 +12,7 @@ import urllib.request
 import pytest
 
 import serving
-from conftest import QUICKDRAW, REPO, error_line, run
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from conftest import QUICKDRAW, REPO, error_line, free_port, run
 
 def post(port, instances):
     request = urllib.request.Request(
@@ -54,22 +42,6 @@ def server(trained):
     yield port, serving.export_dirs(str(model_dir))[-1]
     process.terminate()
     process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=900,600"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    yield driver
-    driver.quit()
 
 
 def draw(driver, strokes):
