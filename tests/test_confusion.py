@@ -98,22 +98,26 @@ def tensorboard(tmp_path_factory, trained):
     image = confusion.render(counts, ALL_CLASSES)
     with tf.summary.create_file_writer(str(tmp_path / "eval_345")).as_default():
         tf.summary.image("confusion_matrix", image[None], step=1)
+    process, url = start_tensorboard(tmp_path)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def start_tensorboard(logdir):
+    """(the TensorBoard process, its URL), once it answers."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", f"--logdir={tmp_path}", f"--port={port}",
-         "--host=127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "-m", "tensorboard.main", f"--logdir={logdir}", f"--port={port}",
+         "--host=127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
-            break
+            return process, f"http://127.0.0.1:{port}/"
         except OSError:
             assert process.poll() is None and time.monotonic() < deadline, "no TensorBoard"
             time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}/"
-    process.terminate()
-    process.wait(timeout=30)
 
 
 SHOWN_IMAGES = """
