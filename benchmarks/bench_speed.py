@@ -131,7 +131,8 @@ def full_run_rate(data_dir, model_dir, onednn):
         [sys.executable, os.path.join(REPO, "train_model.py"),
          f"--training_data={data_format.shard_pattern(data_dir, data_format.TRAINING)}",
          f"--eval_data={data_format.shard_pattern(data_dir, data_format.EVAL)}",
-         f"--model_dir={model_dir}", f"--steps={FLAGS.full_run_steps}"],
+         f"--model_dir={model_dir}", f"--steps={FLAGS.full_run_steps}",
+         "--verbosity=1"],  # TensorFlow's global_step/sec lines
         env=onednn_env(onednn), check=True, capture_output=True, text=True).stderr
     rates = [float(r) for r in re.findall(r"global_step/sec: ([0-9.]+)", log)][1:]
     return sum(rates) / len(rates)
