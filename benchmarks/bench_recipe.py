@@ -23,7 +23,9 @@ included, as the user waits for them). Runs:
   (its start-up and evaluation are not counted against it), evaluated once at the end.
 
 Prints each run's curve and a summary table (final top-1, mean over seeds), writes
-results.json to --output_dir and the curves as a PNG to --plot.
+results.json to --output_dir and the curves as a PNG to --plot. Runs of earlier invocations
+with the same --minutes and settings (flags, the recipe file) stay in results.json, the table
+and the plot unless run again: seeds can be added one invocation at a time.
 """
 
 import glob
@@ -61,6 +63,17 @@ RUN_FLAGS = {
     "tutorial": ["--batch_size=32", "--learning_rate=0.001"],
     "recipe": ["--flagfile=" + os.path.join(REPO, "recipes", "fast.flags")],
 }
+
+
+def settings(name):
+    """What a run's result depends on besides its seed: its flags, the recipe file's lines."""
+    if name == "peer":
+        return ["peer_torch.py --bucket --batch 32 --lr 0.001"]
+    lines = list(RUN_FLAGS[name])
+    if name == "recipe":
+        with open(os.path.join(REPO, "recipes", "fast.flags")) as f:
+            lines += [line.strip() for line in f if line.strip().startswith("--")]
+    return lines
 
 
 def convert(ndjson_dir, output_dir, train, eval_):
@@ -110,6 +123,9 @@ def prepare(classes, ndjson_path, folder):
 def eval_curve(model_dir, start):
     """[(minutes since start, step, accuracy)] of the run's evaluations, in order."""
     import tensorflow as tf
+
+    import tf_env
+    tf_env.setup()  # no deprecation warnings from the event file reader
     points = []
     for path in sorted(glob.glob(os.path.join(model_dir, "eval", "events.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
@@ -134,7 +150,8 @@ def train_run(name, seed, data, folder):
     subprocess.run(command, check=True, capture_output=True)
     curve = eval_curve(model_dir, start)
     return {"run": name, "seed": seed, "curve": curve, "final_accuracy": curve[-1][2],
-            "steps": curve[-1][1], "minutes": (time.time() - start) / 60}
+            "steps": curve[-1][1], "minutes": (time.time() - start) / 60,
+            "settings": settings(name), "minutes_budget": FLAGS.minutes}
 
 
 def peer_run(seed, data):
@@ -152,13 +169,14 @@ def peer_run(seed, data):
     minutes = (time.time() - start) / 60
     return {"run": "peer", "seed": seed, "final_accuracy": result["eval_accuracy"],
             "steps": steps, "minutes": minutes,
-            "curve": [(minutes, steps, result["eval_accuracy"])]}
+            "curve": [(minutes, steps, result["eval_accuracy"])],
+            "settings": settings("peer"), "minutes_budget": FLAGS.minutes}
 
 
 def summary(results):
     lines = ["| run | seeds | steps (mean) | final top-1 per seed | mean top-1 |",
              "| --- | ---: | ---: | --- | ---: |"]
-    for name in FLAGS.runs:
+    for name in ("tutorial", "recipe", "peer"):
         runs = [r for r in results if r["run"] == name]
         if not runs:
             continue
@@ -200,7 +218,12 @@ def main(argv):
     folder = os.path.join(FLAGS.output_dir, f"classes{FLAGS.classes}")
     os.makedirs(folder, exist_ok=True)
     data = prepare(FLAGS.classes, FLAGS.ndjson_path, os.path.join(folder, "data"))
+    results_file = os.path.join(folder, "results.json")
     results = []
+    if os.path.exists(results_file):  # earlier invocations' runs of the same settings
+        with open(results_file) as f:
+            results = [r for r in json.load(f) if r.get("settings") == settings(r["run"])
+                       and r.get("minutes_budget") == FLAGS.minutes]
     for seed in [int(s) for s in FLAGS.seeds]:
         for name in FLAGS.runs:
             if name == "peer":
@@ -209,10 +232,10 @@ def main(argv):
                 result = peer_run(seed, data)
             else:
                 result = train_run(name, seed, data, folder)
-            results.append(result)
+            results = [r for r in results if (r["run"], r["seed"]) != (name, seed)] + [result]
             print(f"{name} seed {seed}: " + ", ".join(
                 f"{m:.1f} min {a:.4f}" for m, _, a in result["curve"]), flush=True)
-            with open(os.path.join(folder, "results.json"), "w") as f:  # after each run
+            with open(results_file, "w") as f:  # after each run
                 json.dump(results, f, indent=1)
     print(summary(results))
     plot(results, FLAGS.plot or os.path.join(REPO, "docs", f"recipe_{FLAGS.classes}.png"))

@@ -12,14 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 import test_serve  # noqa: E402  (its server-free helpers: draw, shown_guesses)
-from conftest import CHROMEDRIVER, CHROMIUM, free_port  # noqa: E402
+from conftest import free_port, start_chromium, wait_until_answering  # noqa: E402
 
 
 def main():
@@ -27,23 +25,12 @@ def main():
     parser.add_argument("--model_dir", default=os.path.join(REPO, "runs", "sample", "model"))
     parser.add_argument("--output", default=os.path.join(REPO, "docs", "serve.png"))
     args = parser.parse_args()
-    from selenium import webdriver
     port = free_port()
     server = subprocess.Popen([sys.executable, os.path.join(REPO, "serve.py"),
                                f"--model_dir={args.model_dir}", f"--port={port}"])
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--window-size=1000,800"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(
-        executable_path=CHROMEDRIVER))
+    driver = start_chromium(1000, 800)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
-                break
-            except OSError:  # not listening yet
-                time.sleep(0.2)
+        wait_until_answering(f"http://127.0.0.1:{port}/", server, "serve.py")
         driver.get(f"http://127.0.0.1:{port}/")
         with open(os.path.join(REPO, "data", "sample", "swan.ndjson")) as f:
             swan = [json.loads(next(f))["drawing"] for _ in range(3)][2]

@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 import test_confusion  # noqa: E402  (start_tensorboard, SHOWN_IMAGES)
-from conftest import CHROMEDRIVER, CHROMIUM  # noqa: E402
+from conftest import start_chromium  # noqa: E402
 
 CARD = """
 const image = [...document.querySelectorAll('img')].find(i => i.naturalWidth);
@@ -30,14 +30,8 @@ def main():
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--output", default=os.path.join(REPO, "docs", "confusion_17.png"))
     args = parser.parse_args()
-    from selenium import webdriver
     process, url = test_confusion.start_tensorboard(args.logdir)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--window-size=1280,900"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(
-        executable_path=CHROMEDRIVER))
+    driver = start_chromium(1280, 900)
     try:
         driver.get(f"{url}#timeseries")
         for _ in range(120):

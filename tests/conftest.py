@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -195,17 +196,37 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_until_answering(url, process, what, timeout=120):
+    """Waits for url to answer while process runs; AssertionError naming `what` if it
+    exits or the timeout passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return
+        except OSError:  # not listening yet
+            assert process.poll() is None, f"{what} exited {process.returncode}"
+            assert time.monotonic() < deadline, f"{what} did not answer in {timeout} s"
+            time.sleep(0.3)
+
+
+def start_chromium(width=900, height=600):
+    """Headless Chromium driven by Selenium, its window width x height."""
+    from selenium import webdriver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     f"--window-size={width},{height}"):
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options,
+                            service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=900,600"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    pytest.importorskip("selenium.webdriver")
+    driver = start_chromium()
     yield driver
     driver.quit()

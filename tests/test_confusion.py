@@ -5,14 +5,13 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import confusion
-from conftest import QUICKDRAW, free_port, tags
+from conftest import QUICKDRAW, free_port, tags, wait_until_answering
 
 ALL_CLASSES = sorted(name[:-len(".ndjson")] for name in os.listdir(QUICKDRAW)
                      if name.endswith(".ndjson"))
@@ -110,14 +109,9 @@ def start_tensorboard(logdir):
     process = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", f"--logdir={logdir}", f"--port={port}",
          "--host=127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
-            return process, f"http://127.0.0.1:{port}/"
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "no TensorBoard"
-            time.sleep(0.3)
+    url = f"http://127.0.0.1:{port}/"
+    wait_until_answering(url, process, "TensorBoard")
+    return process, url
 
 
 SHOWN_IMAGES = """

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 import serving
-from conftest import QUICKDRAW, REPO, error_line, free_port, run
+from conftest import QUICKDRAW, REPO, error_line, free_port, run, wait_until_answering
 
 def post(port, instances):
     request = urllib.request.Request(
@@ -30,15 +30,11 @@ def server(trained):
         [sys.executable, os.path.join(REPO, "serve.py"), f"--model_dir={model_dir}",
          f"--port={port}", "--threshold=0.3"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/quickdraw", timeout=5)
-            break
-        except OSError:
-            assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "serve.py did not start"
-            time.sleep(0.3)
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}/v1/models/quickdraw", process, "serve.py")
+    except AssertionError:
+        process.kill()
+        raise AssertionError(process.stdout.read())
     yield port, serving.export_dirs(str(model_dir))[-1]
     process.terminate()
     process.wait(timeout=30)
