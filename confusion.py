@@ -48,11 +48,13 @@ def text_mask(text):
     return np.concatenate(cells, axis=1)
 
 
-def _paste(canvas, mask, top, left, color=(0, 0, 0)):
+def _write(canvas, text, top, left):
+    """text in black, its top-left corner at (top, left), cut at the canvas's edges."""
+    mask = text_mask(text)
     h = min(mask.shape[0], canvas.shape[0] - top)
     w = min(mask.shape[1], canvas.shape[1] - left)
     if h > 0 and w > 0:
-        canvas[top:top + h, left:left + w][mask[:h, :w]] = color
+        canvas[top:top + h, left:left + w][mask[:h, :w]] = 0
 
 
 def _heat(fractions):
@@ -76,13 +78,13 @@ def _matrix(fractions, classes, title):
     left = _MARGIN + _CHAR * max(len(label) for label in labels) + 2
     top = _MARGIN + _LINE + 8 * digits + 1
     canvas = np.full((top + n * _ROW + _MARGIN, WIDTH, 3), 255, np.uint8)
-    _paste(canvas, text_mask(title), _MARGIN, _MARGIN)
+    _write(canvas, title, _MARGIN, _MARGIN)
     for j in range(n):  # predicted classes' numbers above the columns, digits stacked
         for k, digit in enumerate(f"{j:>{digits}}"):
-            _paste(canvas, text_mask(digit), _MARGIN + _LINE + 8 * k, left + j * cell)
+            _write(canvas, digit, _MARGIN + _LINE + 8 * k, left + j * cell)
     for i, label in enumerate(labels):
         row = top + i * _ROW
-        _paste(canvas, text_mask(label), row + 1, _MARGIN)
+        _write(canvas, label, row + 1, _MARGIN)
         for j in range(n):
             canvas[row:row + _ROW - 1, left + j * cell:left + (j + 1) * cell - 1] = _heat(
                 fractions[i, j])
@@ -120,7 +122,7 @@ def _summary(confusion, fractions, classes, title):
     lines += worst
     canvas = np.full((2 * _MARGIN + _LINE * len(lines), WIDTH, 3), 255, np.uint8)
     for k, line in enumerate(lines):
-        _paste(canvas, text_mask(line), _MARGIN + _LINE * k, _MARGIN)
+        _write(canvas, line, _MARGIN + _LINE * k, _MARGIN)
     return canvas
 
 

@@ -123,9 +123,6 @@ def prepare(classes, ndjson_path, folder):
 def eval_curve(model_dir, start):
     """[(minutes since start, step, accuracy)] of the run's evaluations, in order."""
     import tensorflow as tf
-
-    import tf_env
-    tf_env.setup()  # no deprecation warnings from the event file reader
     points = []
     for path in sorted(glob.glob(os.path.join(model_dir, "eval", "events.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
@@ -215,6 +212,8 @@ def plot(results, path):
 
 def main(argv):
     del argv
+    import tf_env
+    tf_env.setup()  # no deprecation warnings from the event file reader
     folder = os.path.join(FLAGS.output_dir, f"classes{FLAGS.classes}")
     os.makedirs(folder, exist_ok=True)
     data = prepare(FLAGS.classes, FLAGS.ndjson_path, os.path.join(folder, "data"))
