@@ -33,7 +33,8 @@ class HParams:
     num_conv: tuple = _architecture((48, 64, 96), "Filters of each conv1d layer.")
     conv_len: tuple = _architecture((5, 5, 3), "Width of each conv1d layer.")
     cell: str = _architecture("lstm", "Recurrent cell.", choices=tuple(recurrent.CELLS))
-    batch_norm: bool = _architecture(False, "Batch normalization before each conv.")
+    batch_norm: bool = _architecture(False, "Batch normalization before each conv (its "
+                                     "statistics count valid steps only, not padding).")
     dropout: float = option(0.3, "Dropout rate before convs 2.. and after each recurrent layer.",
                             minimum=0, below=1)
     learning_rate: float = option(0.0001, "Adam's learning rate (its peak, with a schedule).",
@@ -50,13 +51,25 @@ class HParams:
     augment_rotation: float = option(
         0.0, "Training drawings only: each is rotated by a random angle within this many "
         "degrees either way.", minimum=0, below=180)
+    augment_dropped_points: float = option(
+        0.0, "Training drawings only: each point that does not end a stroke is left out with "
+        "this probability.", minimum=0, below=1)
+    augment_dropped_strokes: float = option(
+        0.0, "Training drawings only: each stroke but the first is left out with this "
+        "probability.", minimum=0, below=1)
+    augment_jitter: float = option(
+        0.0, "Training drawings only: each point moves by a random normal offset of this "
+        "standard deviation (drawings are scaled to [0, 1]).", minimum=0)
+    label_smoothing: float = option(
+        0.0, "Training loss only: the target gives the true class 1 - this and spreads this "
+        "evenly over all classes.", minimum=0, below=1)
     gradient_clipping_norm: float = option(9.0, "Gradients are clipped to this global norm.")
     batch_size: int = option(8, "Training batch size.", minimum=1)
     rnn_kernel: str = option(
         "auto", "What runs the recurrent layers; every kernel reads the same variables. loop: "
         "a while loop of matmuls; block: TensorFlow's fused CPU op (lstm only); cudnn: cuDNN "
         "on a GPU (an error without one); auto: cudnn when a GPU is visible, else loop. "
-        "Exported models always run the loop, which every device has.",
+        "Exported models run a kernel every device has (lstm: block; gru: loop).",
         choices=recurrent.KERNELS)
     classes: tuple = _architecture((), "The class names; a class's index is its position.",
                                    flag=False)

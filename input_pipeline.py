@@ -57,26 +57,65 @@ def _bucketed(records, batch_size, max_points):
     return batches.map(_features)
 
 
-def _augmented(features, labels, seed, stretch, rotation):
+def _augmented(features, labels, seed, stretch, rotation, dropped_points, dropped_strokes,
+               jitter):
     """Each drawing of the batch stretched along x and y by random factors in [1 - stretch,
-    1 + stretch], then rotated by a random angle within `rotation` degrees. Both are linear
-    in the points, so they apply to the deltas as they are, and padding stays zero."""
+    1 + stretch], rotated by a random angle within `rotation` degrees, then (if any of the
+    last three is not 0) resampled by _resampled."""
     ink = features["ink"]
     batch = tf.shape(ink)[0]
-    stretch_seed, angle_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    stretch_seed, angle_seed, resample_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 3))
     factors = tf.random.stateless_uniform([batch, 1, 2], stretch_seed, 1 - stretch,
                                           1 + stretch)
     angle = tf.random.stateless_uniform([batch, 1], angle_seed, -rotation,
                                         rotation) * (math.pi / 180)
+    # Both are linear in the points, so they apply to the deltas as they are, and padding
+    # stays zero.
     x, y = tf.unstack(ink[:, :, :2] * factors, axis=2)
     cos, sin = tf.cos(angle), tf.sin(angle)
     xy = tf.stack([cos * x - sin * y, sin * x + cos * y], axis=2)
-    return dict(features, ink=tf.concat([xy, ink[:, :, 2:]], axis=2)), labels
+    ink = tf.concat([xy, ink[:, :, 2:]], axis=2)
+    lengths = features["lengths"]
+    if dropped_points or dropped_strokes or jitter:
+        ink, lengths = _resampled(ink, lengths, resample_seed, dropped_points,
+                                  dropped_strokes, jitter)
+    return dict(features, ink=ink, lengths=lengths), labels
+
+
+def _resampled(ink, lengths, seed, dropped_points, dropped_strokes, jitter):
+    """Drops each point that does not end a stroke with probability dropped_points, and each
+    stroke but the first with probability dropped_strokes; moves every point by a normal
+    offset of standard deviation `jitter` (in the drawing's [0, 1] box). Kept points stay
+    where they were (but for the jitter): the deltas are recomputed from positions."""
+    points_seed, strokes_seed, jitter_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 3))
+    shape = tf.shape(ink)[:2]
+    steps = tf.range(shape[1], dtype=lengths.dtype)
+    valid = steps[None] < lengths[:, None]
+    ends = ink[:, :, 2] > 0.5
+    # A row's delta leads to its point, so each row stands for the point it reaches.
+    keep = valid & (ends | (steps[None] == lengths[:, None] - 1)
+                    | (tf.random.stateless_uniform(shape, points_seed) >= dropped_points))
+    stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)
+    stroke_kept = tf.gather(tf.random.stateless_uniform(shape, strokes_seed), stroke,
+                            batch_dims=1) >= dropped_strokes
+    keep &= stroke_kept | (stroke == 0)
+    positions = tf.cumsum(ink[:, :, :2], axis=1)
+    positions += tf.random.stateless_normal(tf.shape(positions), jitter_seed, stddev=jitter)
+    kept = tf.ragged.boolean_mask(tf.concat([positions, ink[:, :, 2:]], axis=2), keep)
+    lengths = tf.cast(kept.row_lengths(), lengths.dtype)
+    kept = kept.to_tensor()
+    previous = tf.pad(kept[:, :-1, :2], [[0, 0], [1, 0], [0, 0]])
+    mask = tf.cast(tf.range(tf.shape(kept)[1], dtype=lengths.dtype)[None] < lengths[:, None],
+                   ink.dtype)[:, :, None]
+    return tf.concat([kept[:, :, :2] - previous, kept[:, :, 2:]], axis=2) * mask, lengths
 
 
 def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0,
              shuffle_buffer=10000, shard=(0, 1), limit=0, augment_stretch=0.0,
-             augment_rotation=0.0):
+             augment_rotation=0.0, augment_dropped_points=0.0, augment_dropped_strokes=0.0,
+             augment_jitter=0.0):
     """Training: shuffled files and records, repeated forever, drawings cropped to
     `max_points` if not 0 and augmented (see _augmented) if augment_stretch or
     augment_rotation is not 0; shard = (index, count): this task's part of the data, every
@@ -111,11 +150,12 @@ def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0
         batches = records.batch(batch_size).map(
             lambda s: _padded_features(*_parse(s, max_points)),
             num_parallel_calls=tf.data.AUTOTUNE)
-    if training and (augment_stretch or augment_rotation):
+    augment = (augment_stretch, augment_rotation, augment_dropped_points,
+               augment_dropped_strokes, augment_jitter)
+    if training and any(augment):
         # Stateless draws, seeded from a seeded stream: the same seed, the same drawings.
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         batches = tf.data.Dataset.zip((batches, seeds)).map(
-            lambda batch, batch_seed: _augmented(*batch, batch_seed, augment_stretch,
-                                                 augment_rotation),
+            lambda batch, batch_seed: _augmented(*batch, batch_seed, *augment),
             num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)

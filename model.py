@@ -26,8 +26,7 @@ def _conv_stack(ink, mask, params, training):
     x = ink
     for i, (filters, width) in enumerate(zip(params.num_conv, params.conv_len)):
         if params.batch_norm:
-            x = tf.compat.v1.layers.batch_normalization(x, training=training,
-                                                        name=f"batch_norm_{i}")
+            x = _batch_norm(x, mask, training, f"batch_norm_{i}")
         if i > 0 and params.dropout > 0 and training:
             x = tf.nn.dropout(x, rate=params.dropout)
         with tf.compat.v1.variable_scope(f"conv1d_{i}"):
@@ -39,6 +38,35 @@ def _conv_stack(ink, mask, params, training):
             # Linear, as in the tutorial.
             x = tf.nn.conv1d(x * mask, kernel, stride=1, padding="SAME") + bias
     return x
+
+
+def _batch_norm(x, mask, training, name, momentum=0.99, epsilon=1e-3):
+    """Batch normalization whose statistics count each drawing's valid steps only: with
+    tf.layers' a drawing's output would depend on how much padding its batch holds. The
+    variables, momentum and epsilon are tf.compat.v1.layers.batch_normalization's; the moving
+    statistics update with each training step (UPDATE_OPS)."""
+    with tf.compat.v1.variable_scope(name):
+        def variable(variable_name, initializer, trainable=True):
+            statistic = {} if trainable else {
+                "synchronization": tf.VariableSynchronization.ON_READ,
+                "aggregation": tf.VariableAggregation.MEAN}
+            return tf.compat.v1.get_variable(variable_name, [x.shape[-1]], initializer=initializer,
+                                              trainable=trainable, **statistic)
+        gamma = variable("gamma", tf.compat.v1.ones_initializer())
+        beta = variable("beta", tf.compat.v1.zeros_initializer())
+        moving_mean = variable("moving_mean", tf.compat.v1.zeros_initializer(), False)
+        moving_variance = variable("moving_variance", tf.compat.v1.ones_initializer(), False)
+    if training:
+        count = tf.maximum(tf.reduce_sum(mask), 1.0)
+        mean = tf.reduce_sum(x * mask, axis=[0, 1]) / count
+        variance = tf.reduce_sum(tf.square(x - mean) * mask, axis=[0, 1]) / count
+        for statistic, value in ((moving_mean, mean), (moving_variance, variance)):
+            tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS,
+                                           statistic.assign_sub((statistic - value)
+                                                                * (1 - momentum)))
+    else:
+        mean, variance = moving_mean, moving_variance
+    return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
 
 
 def logits_fn(ink, lengths, params, training, kernel=None):
@@ -56,7 +84,7 @@ def logits_fn(ink, lengths, params, training, kernel=None):
         kernel = tf.compat.v1.get_variable("kernel", [summed.shape[-1], params.num_classes])
         bias = tf.compat.v1.get_variable("bias", [params.num_classes],
                                          initializer=tf.compat.v1.zeros_initializer())
-    return tf.matmul(summed, kernel) + bias
+    return tf.add(tf.matmul(summed, kernel), bias, name="logits")
 
 
 def eval_metrics(labels, logits, classes):
@@ -147,8 +175,14 @@ def estimator_spec(features, labels, mode, params, horizon=None):
             "serving_default": tf.estimator.export.PredictOutput(served)})
 
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
-    loss = tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    if training and params.label_smoothing:
+        targets = (tf.one_hot(labels, params.num_classes) * (1 - params.label_smoothing)
+                   + params.label_smoothing / params.num_classes)
+        loss = tf.reduce_mean(
+            tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))
+    else:
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
     tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.LOSSES, loss)  # for progress lines
     if mode == tf.estimator.ModeKeys.EVAL:
         return tf.estimator.EstimatorSpec(

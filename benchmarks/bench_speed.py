@@ -1,6 +1,7 @@
 """Training speed of the tutorial's model on this CPU, side by side with the PyTorch peer.
 
   python benchmarks/bench_speed.py [--torch_python=../torch-venv/bin/python] [--seconds=20]
+      [--rounds=3]
 
 In one run, on the same drawings (the first 500 usable drawings of each of the 17 classes of
 --ndjson_path with at least 598, converted with create_dataset.py), measures:
@@ -14,8 +15,12 @@ In one run, on the same drawings (the first 500 usable drawings of each of the 1
 - the whole `train_model.py` run (input pipeline, hooks, summaries, checkpoints) at the
   tutorial's batch 8, from its global_step/sec log lines, against the bare step.
 
-It prints drawings/s, points/s, GFLOP/s (the LSTM matmuls' FLOPs, forward and backward, per
-drawing point), the share of the best matmul peak, and the ratio to the peer.
+All but the whole run are measured --rounds times, in turn (peaks, then each batch size's
+three contenders), and reported as medians: this machine's speed drifts by up to 1.5x within
+minutes, and a round puts each contender through the same spell. It prints drawings/s,
+points/s, GFLOP/s (the LSTM matmuls' FLOPs, forward and backward, per drawing point), the
+share of the faster setting's matmul peak of the same round, and the ratio to the peer's rate
+of the same round (median and range over the rounds).
 """
 
 import json
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 
 from common import REPO  # first: it puts the repository on sys.path
 
@@ -35,6 +41,8 @@ flags.DEFINE_string("torch_python", os.path.join(REPO, "..", "torch-venv", "bin"
                     "does not run).")
 flags.DEFINE_list("batch_sizes", ["8", "32", "64"], "Training batch sizes to measure.")
 flags.DEFINE_float("seconds", 20.0, "Measured seconds of each of this project's rates.")
+flags.DEFINE_integer("rounds", 3, "Times everything is measured, in turn; the table gives "
+                     "medians.")
 flags.DEFINE_integer("per_class", 500, "Training drawings a class.")
 flags.DEFINE_integer("full_run_steps", 1500, "Steps of the whole train_model.py run.")
 flags.DEFINE_string("measure", None, "Internal: what a child process measures.")
@@ -162,39 +170,60 @@ def main(_):
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         points, drawings = mean_points(data_dir)
         flop = lstm_flop_per_point(hparams.HParams())
-        peaks = {onednn: child("peak", data_dir, onednn)["gflops"] for onednn in (0, 1)}
-        best_peak = max(peaks.values())
-        rows, batch_8 = [], None
-        for batch_size in map(int, FLAGS.batch_sizes):
-            rates = {onednn: child(str(batch_size), data_dir, onednn,
-                                   f"--seconds={FLAGS.seconds}")["drawings_per_s"]
-                     for onednn in (0, 1)}
-            if batch_size == 8:
-                batch_8 = rates
-            # as many drawings as this project trained in --seconds, at the peer's own pace:
-            # enough batches that their lengths average out
-            peer = run_peer(ndjson, batch_size, steps=max(50, int(
-                FLAGS.seconds * max(rates.values()) / batch_size)))
-            for onednn, rate in rates.items():
-                rows.append((batch_size, f"this project, oneDNN {'on' if onednn else 'off'}",
-                             rate, peer))
-            if peer:
-                rows.append((batch_size, "PyTorch peer, bucketed", peer, peer))
+        batch_sizes = list(map(int, FLAGS.batch_sizes))
+        # Each round measures everything once, in turn, so that a slow spell of the machine
+        # falls on every contender of a round rather than on one of them.
+        rounds = []
+        for round_index in range(FLAGS.rounds):
+            peaks = {onednn: child("peak", data_dir, onednn)["gflops"] for onednn in (0, 1)}
+            rates = {}
+            for batch_size in batch_sizes:
+                for onednn in (0, 1):
+                    rates[batch_size, onednn] = child(
+                        str(batch_size), data_dir, onednn,
+                        f"--seconds={FLAGS.seconds}")["drawings_per_s"]
+                # as many drawings as this project trained in --seconds, at the peer's own
+                # pace: enough batches that their lengths average out
+                rates[batch_size, "peer"] = run_peer(ndjson, batch_size, steps=max(50, int(
+                    FLAGS.seconds * max(rates[batch_size, 0], rates[batch_size, 1])
+                    / batch_size)))
+            rounds.append((peaks, rates))
+            print(f"round {round_index + 1}/{FLAGS.rounds}: peaks {peaks}, drawings/s "
+                  f"{ {k: round(v, 1) for k, v in rates.items() if v} }", file=sys.stderr,
+                  flush=True)
+        batch_8 = {onednn: median(r[1][8, onednn] for r in rounds)
+                   for onednn in (0, 1)} if 8 in batch_sizes else None
         if batch_8:  # the whole run, at the tutorial's batch, under the faster setting
             onednn = max(batch_8, key=batch_8.get)
             full = full_run_rate(data_dir, os.path.join(work, "model"), onednn) * 8
 
     print(f"{drawings} training drawings of 17 classes, {points:.1f} points a drawing; "
           f"{flop / 1e6:.2f} MFLOP a point to train; {os.cpu_count()} cores")
-    print(f"fp32 matmul peak (4096^3): oneDNN off {peaks[0]:.0f} GFLOP/s, on "
-          f"{peaks[1]:.0f} GFLOP/s")
+    peaks = {onednn: median(r[0][onednn] for r in rounds) for onednn in (0, 1)}
+    print(f"fp32 matmul peak (4096^3), median of {len(rounds)} rounds: oneDNN off "
+          f"{peaks[0]:.0f} GFLOP/s, on {peaks[1]:.0f} GFLOP/s")
+    print("medians over the rounds; of peak: against the faster setting's peak of the same "
+          "round; vs peer: against the peer's rate of the same round")
     print(f"{'batch':>5}  {'what':<30} {'drawings/s':>10} {'points/s':>9} {'GFLOP/s':>8} "
-          f"{'of peak':>8} {'vs peer':>8}")
-    for batch_size, name, rate, peer in rows:
-        gflops = rate * points * flop / 1e9
-        ratio = f"{rate / peer:.2f}x" if peer else "-"
-        print(f"{batch_size:>5}  {name:<30} {rate:>10.1f} {rate * points:>9.0f} "
-              f"{gflops:>8.1f} {gflops / best_peak:>8.0%} {ratio:>8}")
+          f"{'of peak':>8} {'vs peer':>8} {'range vs peer':>14}")
+    for batch_size in batch_sizes:
+        for what, name in ((0, "this project, oneDNN off"), (1, "this project, oneDNN on"),
+                           ("peer", "PyTorch peer, bucketed")):
+            rates = [r[1][batch_size, what] for r in rounds]
+            if None in rates:
+                continue
+            peers = [r[1][batch_size, "peer"] for r in rounds]
+            shares = [rate * points * flop / 1e9 / max(r[0].values())
+                      for rate, r in zip(rates, rounds)]
+            rate = median(rates)
+            ratio = range_ = "-"
+            if None not in peers:
+                ratios = [a / b for a, b in zip(rates, peers)]
+                ratio = f"{median(ratios):.2f}x"
+                range_ = f"{min(ratios):.2f}-{max(ratios):.2f}x"
+            print(f"{batch_size:>5}  {name:<30} {rate:>10.1f} {rate * points:>9.0f} "
+                  f"{rate * points * flop / 1e9:>8.1f} {median(shares):>8.0%} {ratio:>8} "
+                  f"{range_:>14}")
     if batch_8:
         print(f"train_model.py, batch 8, oneDNN {'on' if onednn else 'off'}: {full:.1f} "
               f"drawings/s, {full / batch_8[onednn]:.0%} of the bare step")

@@ -114,3 +114,66 @@ def test_augmentation_stretches_and_rotates_training_drawings_only(dataset):
     assert [e.tobytes() for e in evals] == [f["ink"].numpy().tobytes() for f, _ in
                                              input_pipeline.input_fn(eval_pattern(dataset),
                                                                      False, 16)]
+
+
+def positions(row, length):
+    """A drawing's points (but the first) relative to its first: the deltas summed."""
+    return np.cumsum(row[:length, :2], axis=0)
+
+
+def is_subsequence(points, of):
+    """Whether `points` are some of the points `of`, in their order (within float error)."""
+    start = 0
+    for point in points:
+        close = np.flatnonzero(np.abs(of[start:] - point).max(axis=1) < 1e-5)
+        if not len(close):
+            return False
+        start += close[0] + 1
+    return True
+
+
+def strokes(row, length):
+    return int(row[:length, 2].sum())
+
+
+def test_dropped_points_and_strokes_leave_the_kept_points_where_they_were(dataset):
+    pattern = training_pattern(dataset)
+
+    def batches(**augment):
+        return [(f["ink"].numpy(), f["lengths"].numpy(), labels.numpy()) for f, labels in
+                input_pipeline.input_fn(pattern, True, 16, seed=7, **augment).take(8)]
+    plain = batches()
+    thinned = batches(augment_dropped_points=0.5)
+    fewer = batches(augment_dropped_strokes=0.5)
+    shaken = batches(augment_jitter=0.01)
+    dropped_points = dropped_strokes = kept_points = 0
+    for (ink, lengths, labels), (thin, thin_lengths, thin_labels), (few, few_lengths, _) in zip(
+            plain, thinned, fewer):
+        assert (labels == thin_labels).all()
+        for row, n, row_thin, n_thin, row_few, n_few in zip(
+                ink, lengths, thin, thin_lengths, few, few_lengths):
+            assert 1 <= n_thin <= n and 1 <= n_few <= n
+            assert not row_thin[n_thin:].any() and not row_few[n_few:].any()
+            before, after = positions(row, n), positions(row_thin, n_thin)
+            # Every kept point is an original point, in order; the stroke ends and the last
+            # point are all kept.
+            assert is_subsequence(after, before)
+            np.testing.assert_allclose(after[-1], before[-1], atol=1e-5)
+            assert strokes(row_thin, n_thin) == strokes(row, n)
+            dropped_points += n - n_thin
+            kept_points += n_thin
+            # Dropped strokes: the first stroke is whole, the others kept or left out whole.
+            first = int(np.argmax(row[:n, 2] > 0.5)) + 1 if row[:n, 2].any() else n
+            np.testing.assert_allclose(row_few[:first], row[:first], atol=1e-6)
+            assert strokes(row_few, n_few) <= strokes(row, n)
+            dropped_strokes += strokes(row, n) - strokes(row_few, n_few)
+    assert 0.25 < dropped_points / (dropped_points + kept_points) < 0.5  # ends are kept
+    assert dropped_strokes > 0
+    # Jitter moves each point, not each delta: the positions' offsets have the asked spread.
+    offsets = np.concatenate([positions(a, n) - positions(b, n) for (ink, lengths, _),
+                              (jittered, _, _) in zip(plain, shaken)
+                              for a, b, n in zip(jittered, ink, lengths)])
+    assert 0.008 < offsets.std() < 0.012
+    assert [b[1].tolist() for b in shaken] == [b[1].tolist() for b in plain]
+    # Seeded like the rest.
+    np.testing.assert_array_equal(batches(augment_dropped_points=0.5)[2][0], thinned[2][0])

@@ -170,3 +170,59 @@ def test_learning_rate_schedules():
         [0.005, 0.01 * (1 - 0.5 ** 0.5) / 2], rel=1e-3)
     with pytest.raises(ValueError, match="Horizon"):
         rates(cosine, None, [0])
+
+
+def test_label_smoothing_changes_the_training_loss_only():
+    inks, lengths = pad(real_inks(6), 200)
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    smoothed = dataclasses.replace(PARAMS, label_smoothing=0.2, dropout=0.0)
+    losses = {}
+    for mode in (tf.estimator.ModeKeys.TRAIN, tf.estimator.ModeKeys.EVAL):
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.compat.v1.random.set_random_seed(1)
+            tf.compat.v1.train.create_global_step()
+            spec = model.estimator_spec({"ink": tf.constant(inks), "lengths": lengths},
+                                        tf.constant(labels), mode, smoothed)
+            with tf.compat.v1.Session() as session:
+                session.run(tf.compat.v1.global_variables_initializer())
+                loss, logits = session.run([spec.loss, graph.get_tensor_by_name("logits:0")])
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        target = np.full(log_p.shape, 0.2 / 6) + 0.8 * np.eye(6)[labels]
+        losses[mode] = loss, -(target * log_p).sum(axis=1).mean(), \
+            -log_p[np.arange(6), labels].mean()
+    train, smoothed_loss, plain_loss = losses[tf.estimator.ModeKeys.TRAIN]
+    assert train == pytest.approx(smoothed_loss, rel=1e-5)
+    assert abs(smoothed_loss - plain_loss) > 1e-3
+    evaluated, _, plain_loss = losses[tf.estimator.ModeKeys.EVAL]
+    assert evaluated == pytest.approx(plain_loss, rel=1e-5)
+
+
+def test_batch_norm_statistics_count_valid_steps_only():
+    inks = real_inks()
+    longest = max(len(i) for i in inks)
+    params = dataclasses.replace(PARAMS, batch_norm=True, dropout=0.0)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(1)
+        ink = tf.compat.v1.placeholder(tf.float32, [None, None, 3])
+        lengths = tf.compat.v1.placeholder(tf.int32, [None])
+        logits = model.logits_fn(ink, lengths, params, training=True)
+        updates = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+        with tf.compat.v1.variable_scope("batch_norm_0", reuse=True):
+            moving_mean = tf.compat.v1.get_variable("moving_mean")
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+
+            def run(pad_to, value):
+                padded, batch_lengths = pad(inks, pad_to, value)
+                return session.run(logits, {ink: padded, lengths: batch_lengths})
+            tight = run(longest, 0.0)
+            # In training, the batch's statistics normalize: padding, even garbage, is not
+            # counted in them.
+            np.testing.assert_allclose(run(longest + 40, 7.0), tight, rtol=0, atol=2e-5)
+            padded, batch_lengths = pad(inks, longest + 40, 7.0)
+            session.run(updates, {ink: padded, lengths: batch_lengths})
+            valid = np.concatenate(inks)
+            np.testing.assert_allclose(session.run(moving_mean), 0.01 * valid.mean(axis=0),
+                                       rtol=1e-4, atol=1e-7)
