@@ -117,12 +117,12 @@ def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0
              augment_rotation=0.0, augment_dropped_points=0.0, augment_dropped_strokes=0.0,
              augment_jitter=0.0):
     """Training: shuffled files and records, repeated forever, drawings cropped to
-    `max_points` if not 0 and augmented (see _augmented) if augment_stretch or
-    augment_rotation is not 0; shard = (index, count): this task's part of the data, every
-    count-th file from the index-th (every count-th record when there are fewer files than
-    tasks). Eval: every record once (or the first `limit`, if not 0), in file order, never
-    cropped, the last batches partial. bucket: batch drawings of similar lengths together;
-    else pad each batch of records as read.
+    `max_points` if not 0 and augmented (see _augmented) if any augment_* is not 0;
+    shard = (index, count): this task's part of the data, every count-th file from the
+    index-th (every count-th record when there are fewer files than tasks). Eval: every
+    record once (or the first `limit`, if not 0), in file order, never cropped, the last
+    batches partial. bucket: batch drawings of similar lengths together; else pad each batch
+    of records as read.
     """
     files = sorted(tf.io.gfile.glob(pattern))
     if training:
