@@ -175,14 +175,10 @@ def estimator_spec(features, labels, mode, params, horizon=None):
             "serving_default": tf.estimator.export.PredictOutput(served)})
 
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
-    if training and params.label_smoothing:
-        targets = (tf.one_hot(labels, params.num_classes) * (1 - params.label_smoothing)
-                   + params.label_smoothing / params.num_classes)
-        loss = tf.reduce_mean(
-            tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))
-    else:
-        loss = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    smoothing = params.label_smoothing if training else 0.0  # evaluation: the plain loss
+    targets = (tf.one_hot(labels, params.num_classes) * (1 - smoothing)
+               + smoothing / params.num_classes)
+    loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))
     tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.LOSSES, loss)  # for progress lines
     if mode == tf.estimator.ModeKeys.EVAL:
         return tf.estimator.EstimatorSpec(
