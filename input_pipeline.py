@@ -91,24 +91,25 @@ def _resampled(ink, lengths, seed, dropped_points, dropped_strokes, jitter):
     points_seed, strokes_seed, jitter_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 3))
     shape = tf.shape(ink)[:2]
-    steps = tf.range(shape[1], dtype=lengths.dtype)
-    valid = steps[None] < lengths[:, None]
+    keep = tf.sequence_mask(lengths, shape[1])
     ends = ink[:, :, 2] > 0.5
     # A row's delta leads to its point, so each row stands for the point it reaches.
-    keep = valid & (ends | (steps[None] == lengths[:, None] - 1)
-                    | (tf.random.stateless_uniform(shape, points_seed) >= dropped_points))
-    stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)
-    stroke_kept = tf.gather(tf.random.stateless_uniform(shape, strokes_seed), stroke,
-                            batch_dims=1) >= dropped_strokes
-    keep &= stroke_kept | (stroke == 0)
+    if dropped_points:
+        last = tf.range(shape[1], dtype=lengths.dtype)[None] == lengths[:, None] - 1
+        keep &= ends | last | (tf.random.stateless_uniform(shape, points_seed) >= dropped_points)
+    if dropped_strokes:
+        stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)
+        stroke_kept = tf.gather(tf.random.stateless_uniform(shape, strokes_seed), stroke,
+                                batch_dims=1) >= dropped_strokes
+        keep &= stroke_kept | (stroke == 0)
     positions = tf.cumsum(ink[:, :, :2], axis=1)
-    positions += tf.random.stateless_normal(tf.shape(positions), jitter_seed, stddev=jitter)
+    if jitter:
+        positions += tf.random.stateless_normal(tf.shape(positions), jitter_seed, stddev=jitter)
     kept = tf.ragged.boolean_mask(tf.concat([positions, ink[:, :, 2:]], axis=2), keep)
     lengths = tf.cast(kept.row_lengths(), lengths.dtype)
     kept = kept.to_tensor()
     previous = tf.pad(kept[:, :-1, :2], [[0, 0], [1, 0], [0, 0]])
-    mask = tf.cast(tf.range(tf.shape(kept)[1], dtype=lengths.dtype)[None] < lengths[:, None],
-                   ink.dtype)[:, :, None]
+    mask = tf.sequence_mask(lengths, tf.shape(kept)[1], dtype=ink.dtype)[:, :, None]
     return tf.concat([kept[:, :, :2] - previous, kept[:, :, 2:]], axis=2) * mask, lengths
 
 

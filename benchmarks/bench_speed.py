@@ -188,10 +188,11 @@ def main(_):
                     FLAGS.seconds * max(rates[batch_size, 0], rates[batch_size, 1])
                     / batch_size)))
             rounds.append((peaks, rates))
-            print(f"round {round_index + 1}/{FLAGS.rounds}: peaks {peaks}, drawings/s "
+            print(f"round {round_index + 1}/{FLAGS.rounds}: GFLOP/s peaks "
+                  f"{ {k: round(v) for k, v in peaks.items()} }, drawings/s "
                   f"{ {k: round(v, 1) for k, v in rates.items() if v} }", file=sys.stderr,
                   flush=True)
-        batch_8 = {onednn: median(r[1][8, onednn] for r in rounds)
+        batch_8 = {onednn: median(round_rates[8, onednn] for _, round_rates in rounds)
                    for onednn in (0, 1)} if 8 in batch_sizes else None
         if batch_8:  # the whole run, at the tutorial's batch, under the faster setting
             onednn = max(batch_8, key=batch_8.get)
@@ -199,7 +200,11 @@ def main(_):
 
     print(f"{drawings} training drawings of 17 classes, {points:.1f} points a drawing; "
           f"{flop / 1e6:.2f} MFLOP a point to train; {os.cpu_count()} cores")
-    peaks = {onednn: median(r[0][onednn] for r in rounds) for onednn in (0, 1)}
+    def gflops(rate):
+        return rate * points * flop / 1e9
+
+    peaks = {onednn: median(round_peaks[onednn] for round_peaks, _ in rounds)
+             for onednn in (0, 1)}
     print(f"fp32 matmul peak (4096^3), median of {len(rounds)} rounds: oneDNN off "
           f"{peaks[0]:.0f} GFLOP/s, on {peaks[1]:.0f} GFLOP/s")
     print("medians over the rounds; of peak: against the faster setting's peak of the same "
@@ -209,12 +214,12 @@ def main(_):
     for batch_size in batch_sizes:
         for what, name in ((0, "this project, oneDNN off"), (1, "this project, oneDNN on"),
                            ("peer", "PyTorch peer, bucketed")):
-            rates = [r[1][batch_size, what] for r in rounds]
+            rates = [round_rates[batch_size, what] for _, round_rates in rounds]
             if None in rates:
                 continue
-            peers = [r[1][batch_size, "peer"] for r in rounds]
-            shares = [rate * points * flop / 1e9 / max(r[0].values())
-                      for rate, r in zip(rates, rounds)]
+            peers = [round_rates[batch_size, "peer"] for _, round_rates in rounds]
+            shares = [gflops(rate) / max(round_peaks.values())
+                      for rate, (round_peaks, _) in zip(rates, rounds)]
             rate = median(rates)
             ratio = range_ = "-"
             if None not in peers:
@@ -222,7 +227,7 @@ def main(_):
                 ratio = f"{median(ratios):.2f}x"
                 range_ = f"{min(ratios):.2f}-{max(ratios):.2f}x"
             print(f"{batch_size:>5}  {name:<30} {rate:>10.1f} {rate * points:>9.0f} "
-                  f"{rate * points * flop / 1e9:>8.1f} {median(shares):>8.0%} {ratio:>8} "
+                  f"{gflops(rate):>8.1f} {median(shares):>8.0%} {ratio:>8} "
                   f"{range_:>14}")
     if batch_8:
         print(f"train_model.py, batch 8, oneDNN {'on' if onednn else 'off'}: {full:.1f} "
