@@ -60,54 +60,51 @@ def _lstm_recurrence(projected, recurrent_kernel, _):
     units], with a hand-written gradient.
 
     Autodiff of the loop runs about three times the forward's ops a step and computes the
-    recurrent kernel's gradient as one small matmul a step. Here the forward loop saves only
-    each step's pre-activations and cell state; everything the backward pass can compute for
-    all steps at once (activations and their derivatives) is computed outside its loop, whose
-    steps are a matmul and a few products; the recurrent kernel's gradient is one large matmul
-    after it.
+    recurrent kernel's gradient as one small matmul a step. Here the forward loop saves the
+    activations it computes anyway; everything the backward pass can compute for all steps
+    at once (the activations' derivatives) is computed outside its loop, whose steps are a
+    matmul and a few products; the recurrent kernel's gradient is one large matmul after it.
     """
     units = recurrent_kernel.shape[0]
 
     @tf.custom_gradient
     def run(projected, recurrent_kernel):
-        # Few ops a step, as their count, not their arithmetic, bounds small batches: steps
-        # are read by index (no autodiff runs through the loop, so this costs nothing in the
-        # gradient) and a step's pre-activations and cell state are saved as one tensor.
+        # Few ops a step and no copies, as their count, not their arithmetic, bounds small
+        # batches: a step is read as tensor[t] (a view of the whole tensor; no autodiff runs
+        # through the loop, so this costs nothing in the gradient) and what the step
+        # computes is saved as it is, one TensorArray each (a write keeps the tensor).
         steps = tf.shape(projected)[0]
         zeros = tf.zeros_like(projected[0][..., :units])
+        saved = ("i", "f", "g", "o", "c", "tanh_c", "h")
 
-        def step(t, h, c, saved):
-            z = tf.gather(projected, t) + tf.matmul(h, recurrent_kernel)
+        def step(t, h, c, arrays):
+            z = projected[t] + tf.matmul(h, recurrent_kernel)
             i, f, _, o = tf.split(tf.sigmoid(z), 4, axis=-1)
-            c = f * c + i * tf.tanh(z[..., 2 * units:3 * units])
-            h = o * tf.tanh(c)
-            return t + 1, h, c, saved.write(t, tf.concat([z, c], axis=-1))
+            g = tf.tanh(z[..., 2 * units:3 * units])
+            c = f * c + i * g
+            tanh_c = tf.tanh(c)
+            h = o * tanh_c
+            values = dict(i=i, f=f, g=g, o=o, c=c, tanh_c=tanh_c, h=h)
+            return t + 1, h, c, {k: arrays[k].write(t, values[k]) for k in saved}
 
-        _, _, _, saved = tf.while_loop(
+        _, _, _, arrays = tf.while_loop(
             lambda t, *_: t < steps, step,
-            (0, zeros, zeros, tf.TensorArray(tf.float32, size=steps)))
-        zs, cs = tf.split(saved.stack(), [4 * units, units], axis=-1)
-        i, f, _, o = tf.split(tf.sigmoid(zs), 4, axis=-1)
-        tanh_c = tf.tanh(cs)
-        hs = o * tanh_c
+            (0, zeros, zeros, {k: tf.TensorArray(tf.float32, size=steps) for k in saved}))
+        i, f, g, o, cs, tanh_c, hs = (arrays[k].stack() for k in saved)
 
         def gradient(d_hs):
-            g = tf.tanh(zs[..., 2 * units:3 * units])
             c_prev = tf.concat([zeros[None], cs[:-1]], axis=0)
             # With dh and dc a step's gradients of h and c: dc += dh * through_h, and the
             # pre-activations' gradient is [dc, dc, dc, dh] * factors.
             through_h = o * (1 - tanh_c * tanh_c)
             factors = tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g),
                                  tanh_c * o * (1 - o)], axis=-1)
-            per_step = tf.concat([d_hs, through_h, factors, f], axis=-1)
 
             def back(t, dh_later, dc_later, dzs):
-                d_output, through_h_t, factors_t, f_t = tf.split(
-                    tf.gather(per_step, t), [units, units, 4 * units, units], axis=-1)
-                dh = d_output + dh_later
-                dc = dc_later + dh * through_h_t
-                dz = tf.concat([dc, dc, dc, dh], axis=-1) * factors_t
-                return (t - 1, tf.matmul(dz, recurrent_kernel, transpose_b=True), dc * f_t,
+                dh = d_hs[t] + dh_later
+                dc = dc_later + dh * through_h[t]
+                dz = tf.concat([dc, dc, dc, dh], axis=-1) * factors[t]
+                return (t - 1, tf.matmul(dz, recurrent_kernel, transpose_b=True), dc * f[t],
                         dzs.write(t, dz))
 
             _, _, _, dzs = tf.while_loop(
