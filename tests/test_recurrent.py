@@ -164,3 +164,16 @@ def test_lstm_hand_written_gradient_matches_autodiff():
     assert custom_used and not reference_used
     for got, expected in zip(custom, reference):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_mask_keeps_the_share_asked_scaled_up():
+    with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(0)
+        mask = recurrent.dropout_mask([3, 200, 256], 0.3)
+        with tf.compat.v1.Session() as session:
+            value = session.run(mask)
+    assert value.shape == (3, 200, 256)
+    np.testing.assert_allclose(np.unique(value), [0, 1 / 0.7], rtol=1e-6)
+    assert abs((value > 0).mean() - 0.7) < 0.01
+    # layers draw different masks
+    assert (value[0] != value[1]).mean() > 0.3
