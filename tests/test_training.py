@@ -190,6 +190,7 @@ def test_max_minutes_ends_training_then_evaluates_and_exports(self_test_data, tm
     assert 10 < metrics["global_step"] < 10**6 and metrics["eval_drawings"] == 36
     assert f"--max_minutes=0.25 reached at step {metrics['global_step']}" in log_lines
     assert serving.export_dirs(str(tmp_path))
-    # The cosine schedule followed the clock down to about 0 at the end.
+    # The cosine schedule followed the clock down to about 0 at the end. The budget counts
+    # the start-up (2-3 s of the 15 here), so the first step's rate is already below 1e-4.
     rates = [v for _, v in scalars(tmp_path, "learning_rate")]
-    assert rates[0] > 0.9e-4 and rates[-1] < 0.1e-4 and rates == sorted(rates, reverse=True)
+    assert rates[0] > 0.5e-4 and rates[-1] < 0.1e-4 and rates == sorted(rates, reverse=True)
