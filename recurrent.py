@@ -75,7 +75,6 @@ def _lstm_recurrence(projected, recurrent_kernel, _):
         # computes is saved as it is, one TensorArray each (a write keeps the tensor).
         steps = tf.shape(projected)[0]
         zeros = tf.zeros_like(projected[0][..., :units])
-        saved = ("i", "f", "g", "o", "c", "tanh_c", "h")
 
         def step(t, h, c, arrays):
             z = projected[t] + tf.matmul(h, recurrent_kernel)
@@ -84,13 +83,13 @@ def _lstm_recurrence(projected, recurrent_kernel, _):
             c = f * c + i * g
             tanh_c = tf.tanh(c)
             h = o * tanh_c
-            values = dict(i=i, f=f, g=g, o=o, c=c, tanh_c=tanh_c, h=h)
-            return t + 1, h, c, {k: arrays[k].write(t, values[k]) for k in saved}
+            saved = (i, f, g, o, c, tanh_c, h)
+            return t + 1, h, c, tuple(a.write(t, v) for a, v in zip(arrays, saved))
 
         _, _, _, arrays = tf.while_loop(
             lambda t, *_: t < steps, step,
-            (0, zeros, zeros, {k: tf.TensorArray(tf.float32, size=steps) for k in saved}))
-        i, f, g, o, cs, tanh_c, hs = (arrays[k].stack() for k in saved)
+            (0, zeros, zeros, tuple(tf.TensorArray(tf.float32, size=steps) for _ in range(7))))
+        i, f, g, o, cs, tanh_c, hs = (a.stack() for a in arrays)
 
         def gradient(d_hs):
             c_prev = tf.concat([zeros[None], cs[:-1]], axis=0)
