@@ -117,13 +117,13 @@ def tags(folder):
 
 
 def scalars(folder, tag):
-    """[(step, value)] of a scalar summary in folder's event files, by step."""
+    """[(step, value, wall_time)] of a scalar summary in folder's event files, by step."""
     import tensorflow as tf
     found = []
     for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             found += [(event.step, tf.make_ndarray(value.tensor).item()
-                       if value.HasField("tensor") else value.simple_value)
+                       if value.HasField("tensor") else value.simple_value, event.wall_time)
                       for value in event.summary.value if value.tag == tag]
     return sorted(found)
 
