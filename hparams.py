@@ -60,6 +60,9 @@ class HParams:
     augment_jitter: float = option(
         0.0, "Training drawings only: each point moves by a random normal offset of this "
         "standard deviation (drawings are scaled to [0, 1]).", minimum=0)
+    augment_reversed_strokes: float = option(
+        0.0, "Training drawings only: each stroke but the first is drawn from its other end "
+        "(its points in reverse order) with this probability.", minimum=0, below=1)
     label_smoothing: float = option(
         0.0, "Training loss only: the target gives the true class 1 - this and spreads this "
         "evenly over all classes.", minimum=0, below=1)

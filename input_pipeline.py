@@ -58,10 +58,10 @@ def _bucketed(records, batch_size, max_points):
 
 
 def _augmented(features, labels, seed, stretch, rotation, dropped_points, dropped_strokes,
-               jitter):
+               jitter, reversed_strokes):
     """Each drawing of the batch stretched along x and y by random factors in [1 - stretch,
     1 + stretch], rotated by a random angle within `rotation` degrees, then (if any of the
-    last three is not 0) resampled by _resampled."""
+    last four is not 0) resampled by _resampled."""
     ink = features["ink"]
     batch = tf.shape(ink)[0]
     stretch_seed, angle_seed, resample_seed = tf.unstack(
@@ -77,21 +77,24 @@ def _augmented(features, labels, seed, stretch, rotation, dropped_points, droppe
     xy = tf.stack([cos * x - sin * y, sin * x + cos * y], axis=2)
     ink = tf.concat([xy, ink[:, :, 2:]], axis=2)
     lengths = features["lengths"]
-    if dropped_points or dropped_strokes or jitter:
+    if dropped_points or dropped_strokes or jitter or reversed_strokes:
         ink, lengths = _resampled(ink, lengths, resample_seed, dropped_points,
-                                  dropped_strokes, jitter)
+                                  dropped_strokes, jitter, reversed_strokes)
     return dict(features, ink=ink, lengths=lengths), labels
 
 
-def _resampled(ink, lengths, seed, dropped_points, dropped_strokes, jitter):
-    """Drops each point that does not end a stroke with probability dropped_points, and each
-    stroke but the first with probability dropped_strokes; moves every point by a normal
-    offset of standard deviation `jitter` (in the drawing's [0, 1] box). Kept points stay
-    where they were (but for the jitter): the deltas are recomputed from positions."""
-    points_seed, strokes_seed, jitter_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 3))
+def _resampled(ink, lengths, seed, dropped_points, dropped_strokes, jitter, reversed_strokes):
+    """Reverses the order of the points of each stroke but the first with probability
+    reversed_strokes (the stroke drawn from its other end); drops each point that does not
+    end a stroke with probability dropped_points, and each stroke but the first with
+    probability dropped_strokes; moves every point by a normal offset of standard deviation
+    `jitter` (in the drawing's [0, 1] box). Kept points stay where they were (but for the
+    jitter): the deltas are recomputed from positions."""
+    points_seed, strokes_seed, jitter_seed, reversed_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4))
     shape = tf.shape(ink)[:2]
-    keep = tf.sequence_mask(lengths, shape[1])
+    valid = tf.sequence_mask(lengths, shape[1])
+    keep = valid
     ends = ink[:, :, 2] > 0.5
     # A row's delta leads to its point, so each row stands for the point it reaches.
     if dropped_points:
@@ -103,6 +106,8 @@ def _resampled(ink, lengths, seed, dropped_points, dropped_strokes, jitter):
                                 batch_dims=1) >= dropped_strokes
         keep &= stroke_kept | (stroke == 0)
     positions = tf.cumsum(ink[:, :, :2], axis=1)
+    if reversed_strokes:
+        positions = _reversed_strokes(positions, ends, valid, reversed_seed, reversed_strokes)
     if jitter:
         positions += tf.random.stateless_normal(tf.shape(positions), jitter_seed, stddev=jitter)
     kept = tf.ragged.boolean_mask(tf.concat([positions, ink[:, :, 2:]], axis=2), keep)
@@ -113,10 +118,27 @@ def _resampled(ink, lengths, seed, dropped_points, dropped_strokes, jitter):
     return tf.concat([kept[:, :, :2] - previous, kept[:, :, 2:]], axis=2) * mask, lengths
 
 
+def _reversed_strokes(positions, ends, valid, seed, rate):
+    """positions [batch, time, 2] with the points of each stroke but the first in reverse
+    order, each with probability `rate`. The first is left as it is: the ink leaves out a
+    drawing's first point, so that stroke's other end is not in it. A stroke keeps its rows,
+    so its last row still ends it."""
+    batch, steps = tf.unstack(tf.shape(ends))
+    stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)
+    # Each row's stroke as a segment of the whole batch; padding rows in one of their own.
+    segment = tf.where(valid, stroke + tf.range(batch)[:, None] * (steps + 1), batch * (steps + 1))
+    rows = tf.broadcast_to(tf.range(steps), [batch, steps])
+    first, last = (tf.gather(reduce(rows, segment, batch * (steps + 1) + 1), segment)
+                   for reduce in (tf.math.unsorted_segment_min, tf.math.unsorted_segment_max))
+    drawn = tf.random.stateless_uniform([batch, steps], seed) < rate  # one draw per stroke
+    flipped = tf.gather(drawn, stroke, batch_dims=1) & (stroke > 0) & valid
+    return tf.gather(positions, tf.where(flipped, first + last - rows, rows), batch_dims=1)
+
+
 def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0,
              shuffle_buffer=10000, shard=(0, 1), limit=0, augment_stretch=0.0,
              augment_rotation=0.0, augment_dropped_points=0.0, augment_dropped_strokes=0.0,
-             augment_jitter=0.0):
+             augment_jitter=0.0, augment_reversed_strokes=0.0):
     """Training: shuffled files and records, repeated forever, drawings cropped to
     `max_points` if not 0 and augmented (see _augmented) if any augment_* is not 0;
     shard = (index, count): this task's part of the data, every count-th file from the
@@ -152,7 +174,7 @@ def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0
             lambda s: _padded_features(*_parse(s, max_points)),
             num_parallel_calls=tf.data.AUTOTUNE)
     augment = (augment_stretch, augment_rotation, augment_dropped_points,
-               augment_dropped_strokes, augment_jitter)
+               augment_dropped_strokes, augment_jitter, augment_reversed_strokes)
     if training and any(augment):
         # Stateless draws, seeded from a seeded stream: the same seed, the same drawings.
         seeds = tf.data.Dataset.random(seed=seed).batch(2)

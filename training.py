@@ -289,7 +289,8 @@ def train_and_evaluate(config):
             augment_stretch=hparams.augment_stretch, augment_rotation=hparams.augment_rotation,
             augment_dropped_points=hparams.augment_dropped_points,
             augment_dropped_strokes=hparams.augment_dropped_strokes,
-            augment_jitter=hparams.augment_jitter)
+            augment_jitter=hparams.augment_jitter,
+            augment_reversed_strokes=hparams.augment_reversed_strokes)
 
     exporters = serving.exporters(config.classes_path)
     sample_input_fn = _eval_input_fn(config, limit=config.eval_sample)

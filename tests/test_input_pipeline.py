@@ -177,3 +177,29 @@ def test_dropped_points_and_strokes_leave_the_kept_points_where_they_were(datase
     assert [b[1].tolist() for b in shaken] == [b[1].tolist() for b in plain]
     # Seeded like the rest.
     np.testing.assert_array_equal(batches(augment_dropped_points=0.5)[2][0], thinned[2][0])
+
+
+def stroke_points(row, length):
+    """A drawing's points (but the first) split by stroke."""
+    return np.split(positions(row, length), np.flatnonzero(row[:length - 1, 2] > 0.5) + 1)
+
+
+def test_reversed_strokes_draw_whole_strokes_from_their_other_end(dataset):
+    def batches(**augment):
+        return [(f["ink"].numpy(), f["lengths"].numpy()) for f, _ in input_pipeline.input_fn(
+            training_pattern(dataset), True, 16, seed=7, **augment).take(8)]
+    eligible = flipped = 0
+    for (ink, lengths), (flips, flip_lengths) in zip(batches(),
+                                                     batches(augment_reversed_strokes=0.5)):
+        assert (lengths == flip_lengths).all()
+        for row, flip, n in zip(ink, flips, lengths):
+            assert not flip[n:].any()
+            np.testing.assert_array_equal(flip[:, 2], row[:, 2])  # the ends stay ends
+            before, after = stroke_points(row, n), stroke_points(flip, n)
+            np.testing.assert_allclose(after[0], before[0], atol=1e-5)  # never the first
+            for old, new in zip(before[1:], after[1:]):
+                if len(old) > 1 and not np.allclose(new, old, atol=1e-5):
+                    np.testing.assert_allclose(new, old[::-1], atol=1e-5)
+                    flipped += 1
+                eligible += len(old) > 1
+    assert 0.35 < flipped / eligible < 0.65
