@@ -96,18 +96,18 @@ def _resampled(ink, lengths, seed, dropped_points, dropped_strokes, jitter, reve
     valid = tf.sequence_mask(lengths, shape[1])
     keep = valid
     ends = ink[:, :, 2] > 0.5
+    stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)  # each row's stroke
     # A row's delta leads to its point, so each row stands for the point it reaches.
     if dropped_points:
         last = tf.range(shape[1], dtype=lengths.dtype)[None] == lengths[:, None] - 1
         keep &= ends | last | (tf.random.stateless_uniform(shape, points_seed) >= dropped_points)
     if dropped_strokes:
-        stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)
         stroke_kept = tf.gather(tf.random.stateless_uniform(shape, strokes_seed), stroke,
                                 batch_dims=1) >= dropped_strokes
         keep &= stroke_kept | (stroke == 0)
     positions = tf.cumsum(ink[:, :, :2], axis=1)
     if reversed_strokes:
-        positions = _reversed_strokes(positions, ends, valid, reversed_seed, reversed_strokes)
+        positions = _reversed_strokes(positions, stroke, valid, reversed_seed, reversed_strokes)
     if jitter:
         positions += tf.random.stateless_normal(tf.shape(positions), jitter_seed, stddev=jitter)
     kept = tf.ragged.boolean_mask(tf.concat([positions, ink[:, :, 2:]], axis=2), keep)
@@ -118,17 +118,17 @@ def _resampled(ink, lengths, seed, dropped_points, dropped_strokes, jitter, reve
     return tf.concat([kept[:, :, :2] - previous, kept[:, :, 2:]], axis=2) * mask, lengths
 
 
-def _reversed_strokes(positions, ends, valid, seed, rate):
+def _reversed_strokes(positions, stroke, valid, seed, rate):
     """positions [batch, time, 2] with the points of each stroke but the first in reverse
-    order, each with probability `rate`. The first is left as it is: the ink leaves out a
-    drawing's first point, so that stroke's other end is not in it. A stroke keeps its rows,
-    so its last row still ends it."""
-    batch, steps = tf.unstack(tf.shape(ends))
-    stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)
+    order, each with probability `rate`; stroke [batch, time]: each row's stroke index. The
+    first is left as it is: the ink leaves out a drawing's first point, so that stroke's
+    other end is not in it. A stroke keeps its rows, so its last row still ends it."""
+    batch, steps = tf.unstack(tf.shape(stroke))
     # Each row's stroke as a segment of the whole batch; padding rows in one of their own.
-    segment = tf.where(valid, stroke + tf.range(batch)[:, None] * (steps + 1), batch * (steps + 1))
+    padding = batch * (steps + 1)
+    segment = tf.where(valid, stroke + tf.range(batch)[:, None] * (steps + 1), padding)
     rows = tf.broadcast_to(tf.range(steps), [batch, steps])
-    first, last = (tf.gather(reduce(rows, segment, batch * (steps + 1) + 1), segment)
+    first, last = (tf.gather(reduce(rows, segment, padding + 1), segment)
                    for reduce in (tf.math.unsorted_segment_min, tf.math.unsorted_segment_max))
     drawn = tf.random.stateless_uniform([batch, steps], seed) < rate  # one draw per stroke
     flipped = tf.gather(drawn, stroke, batch_dims=1) & (stroke > 0) & valid
