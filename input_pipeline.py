@@ -16,9 +16,23 @@ import tensorflow as tf
 import data_format
 
 _PARSE_BATCH = 256
-# Drawings have 50 points on average, 100 at the 95th percentile, over 700 at most.
-BUCKET_BOUNDARIES = [12, 16, 20, 24, 28, 32, 36, 40, 46, 52, 60, 70, 80, 95, 115, 140, 180,
-                     250, 400]
+
+
+def _boundaries(first, last, ratio, width):
+    """Bucket boundaries from `first` to `last` or beyond, each `ratio` times the one before,
+    at least `width` points apart."""
+    boundaries = [first]
+    while boundaries[-1] < last:
+        boundaries.append(max(boundaries[-1] + width, round(boundaries[-1] * ratio)))
+    return boundaries
+
+
+# Drawings have 50 points on average, 100 at the 95th percentile, over 700 at most. Buckets
+# 5% apart (and 3 points, as the shortest drawings hold few of the points): a batch of 64 is
+# padded by 2% of its points on the 17 large classes, against 9% with the 19 boundaries 10-60%
+# apart before. What it costs: drawings wait in 77 buckets (at most a batch less one each)
+# until theirs fills, rare lengths longer than common ones.
+BUCKET_BOUNDARIES = _boundaries(8, 1000, 1.05, 3)
 
 
 def _parse(serialized, max_points):

@@ -3,13 +3,14 @@
   python benchmarks/bench_train.py [--seconds=20]
 
 Converts ../shared/data/quickdraw with create_dataset.py (345 classes; up to 80 training and
-20 eval drawings a class), then on those TFRecords measures: training drawings/s at batch 8
-(the tutorial's) and 64, with length bucketing and with the plain padded pipeline (each batch
-padded to its longest drawing), and with TensorFlow's fused LSTM kernel instead of the
-default loop; eval drawings/s over the whole eval set; the conversion's drawings/s (the whole
-command, Python and TensorFlow start-up included); and the latency of
-one drawing's prediction through the exported SavedModel (median of repeated calls after
-loading). The model is the tutorial's default (3x128 BiLSTM, convs [48, 64, 96]).
+20 eval drawings a class), then on those TFRecords measures: training drawings/s (points a
+second over a drawing's mean points) at batch 8 (the tutorial's) and 64, with length
+bucketing and with the plain padded pipeline (each batch padded to its longest drawing), and
+with TensorFlow's fused LSTM kernel instead of the default loop; eval drawings/s over the
+whole eval set; the conversion's drawings/s (the whole command, Python and TensorFlow
+start-up included); and the latency of one drawing's prediction through the exported
+SavedModel (median of repeated calls after loading). The model is the tutorial's default
+(3x128 BiLSTM, convs [48, 64, 96]).
 """
 
 import dataclasses
@@ -103,16 +104,20 @@ def main(_):
                         for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern)))
         params = hparams.HParams(classes=tuple(classes))
         rows = []
+        mean_points, _ = common.mean_points(train)
+
+        def training_rate(params, batch_size, bucket):  # drawings of the mean length a second
+            return common.training_rate(train, params, batch_size, bucket,
+                                        FLAGS.seconds) / mean_points
+
         for batch_size in (8, 64):
-            plain = common.training_rate(train, params, batch_size, bucket=False,
-                                          seconds=FLAGS.seconds)
-            bucketed = common.training_rate(train, params, batch_size, bucket=True,
-                                             seconds=FLAGS.seconds)
+            plain = training_rate(params, batch_size, bucket=False)
+            bucketed = training_rate(params, batch_size, bucket=True)
             rows.append((f"training, batch {batch_size}, plain padded pipeline", plain, ""))
             rows.append((f"training, batch {batch_size}, bucketed", bucketed,
                          f"{bucketed / plain:.2f}x plain"))
-            block = common.training_rate(train, dataclasses.replace(params, rnn_kernel="block"),
-                                         batch_size, bucket=True, seconds=FLAGS.seconds)
+            block = training_rate(dataclasses.replace(params, rnn_kernel="block"), batch_size,
+                                  bucket=True)
             rows.append((f"training, batch {batch_size}, bucketed, --rnn_kernel=block", block,
                          f"{block / bucketed:.2f}x the loop kernel"))
         rows.append(("evaluation, whole eval set, batch 64",

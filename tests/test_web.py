@@ -58,7 +58,9 @@ def test_predictions_are_the_classifiers(served):
         assert got["top_k_probabilities"] == pytest.approx(want["top_k_probabilities"],
                                                             abs=1e-6)
         assert sorted(got["top_k_classes"]) == sorted(model.classes)  # 4 classes, top 5
-    assert expected[0]["top_k_classes"][0] == "square"
+    # and the model is one that learned: most squares named square first, the circle circle
+    firsts = [prediction["top_k_classes"][0] for prediction in expected]
+    assert firsts[:3].count("square") >= 2 and firsts[3] == "circle", firsts
 
 
 def test_status_and_page(served):
