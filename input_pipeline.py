@@ -10,6 +10,7 @@ drawing is still read once an epoch, and evaluation still sees every drawing exa
 """
 
 import math
+import typing
 
 import tensorflow as tf
 
@@ -71,11 +72,26 @@ def _bucketed(records, batch_size, max_points):
     return batches.map(_features)
 
 
-def _augmented(features, labels, seed, stretch, rotation, dropped_points, dropped_strokes,
-               jitter, reversed_strokes):
+class Augmentation(typing.NamedTuple):
+    """What each training drawing goes through (hparams.py's augment_* options; all 0:
+    nothing)."""
+    stretch: float = 0.0
+    rotation: float = 0.0
+    dropped_points: float = 0.0
+    dropped_strokes: float = 0.0
+    jitter: float = 0.0
+    reversed_strokes: float = 0.0
+
+    @classmethod
+    def of(cls, hparams):
+        return cls(**{field: getattr(hparams, "augment_" + field) for field in cls._fields})
+
+
+def _augmented(features, labels, seed, augment):
     """Each drawing of the batch stretched along x and y by random factors in [1 - stretch,
     1 + stretch], rotated by a random angle within `rotation` degrees, then (if any of the
-    last four is not 0) resampled by _resampled."""
+    others is not 0) resampled by _resampled."""
+    stretch, rotation = augment.stretch, augment.rotation
     ink = features["ink"]
     batch = tf.shape(ink)[0]
     stretch_seed, angle_seed, resample_seed = tf.unstack(
@@ -91,19 +107,21 @@ def _augmented(features, labels, seed, stretch, rotation, dropped_points, droppe
     xy = tf.stack([cos * x - sin * y, sin * x + cos * y], axis=2)
     ink = tf.concat([xy, ink[:, :, 2:]], axis=2)
     lengths = features["lengths"]
-    if dropped_points or dropped_strokes or jitter or reversed_strokes:
-        ink, lengths = _resampled(ink, lengths, resample_seed, dropped_points,
-                                  dropped_strokes, jitter, reversed_strokes)
+    if augment.dropped_points or augment.dropped_strokes or augment.jitter or \
+            augment.reversed_strokes:
+        ink, lengths = _resampled(ink, lengths, resample_seed, augment)
     return dict(features, ink=ink, lengths=lengths), labels
 
 
-def _resampled(ink, lengths, seed, dropped_points, dropped_strokes, jitter, reversed_strokes):
+def _resampled(ink, lengths, seed, augment):
     """Reverses the order of the points of each stroke but the first with probability
     reversed_strokes (the stroke drawn from its other end); drops each point that does not
     end a stroke with probability dropped_points, and each stroke but the first with
     probability dropped_strokes; moves every point by a normal offset of standard deviation
-    `jitter` (in the drawing's [0, 1] box). Kept points stay where they were (but for the
-    jitter): the deltas are recomputed from positions."""
+    `jitter` (in the drawing's [0, 1] box), all of `augment`. Kept points stay where they
+    were (but for the jitter): the deltas are recomputed from positions."""
+    dropped_points, dropped_strokes = augment.dropped_points, augment.dropped_strokes
+    jitter, reversed_strokes = augment.jitter, augment.reversed_strokes
     points_seed, strokes_seed, jitter_seed, reversed_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 4))
     shape = tf.shape(ink)[:2]
@@ -150,11 +168,9 @@ def _reversed_strokes(positions, stroke, valid, seed, rate):
 
 
 def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0,
-             shuffle_buffer=10000, shard=(0, 1), limit=0, augment_stretch=0.0,
-             augment_rotation=0.0, augment_dropped_points=0.0, augment_dropped_strokes=0.0,
-             augment_jitter=0.0, augment_reversed_strokes=0.0):
+             shuffle_buffer=10000, shard=(0, 1), limit=0, augment=Augmentation()):
     """Training: shuffled files and records, repeated forever, drawings cropped to
-    `max_points` if not 0 and augmented (see _augmented) if any augment_* is not 0;
+    `max_points` if not 0 and augmented (see _augmented) if any of `augment` is not 0;
     shard = (index, count): this task's part of the data, every count-th file from the
     index-th (every count-th record when there are fewer files than tasks). Eval: every
     record once (or the first `limit`, if not 0), in file order, never cropped, the last
@@ -187,12 +203,10 @@ def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0
         batches = records.batch(batch_size).map(
             lambda s: _padded_features(*_parse(s, max_points)),
             num_parallel_calls=tf.data.AUTOTUNE)
-    augment = (augment_stretch, augment_rotation, augment_dropped_points,
-               augment_dropped_strokes, augment_jitter, augment_reversed_strokes)
     if training and any(augment):
         # Stateless draws, seeded from a seeded stream: the same seed, the same drawings.
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         batches = tf.data.Dataset.zip((batches, seeds)).map(
-            lambda batch, batch_seed: _augmented(*batch, batch_seed, *augment),
+            lambda batch, batch_seed: _augmented(*batch, batch_seed, augment),
             num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)

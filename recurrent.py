@@ -15,9 +15,9 @@ Kernels:
   auto   cudnn when a GPU is visible, else the loop.
 
 A new cell is one `Cell`: its variables, one step of its loop, its cuDNN mode, and any fused
-kernels or hand-differentiated loop. Every kernel runs right-padded, time-major sequences; `bidirectional_stack` reverses
-each sequence within its own length for the backward direction, so padding never reaches a
-valid step.
+kernels or hand-differentiated loop. Every kernel runs right-padded, time-major sequences;
+`bidirectional_stack` reverses each sequence within its own length for the backward
+direction, so padding never reaches a valid step.
 """
 
 import dataclasses

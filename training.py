@@ -286,11 +286,7 @@ def train_and_evaluate(config):
         return input_pipeline.input_fn(
             config.training_data, True, hparams.batch_size, seed=seed, bucket=config.bucket,
             max_points=config.max_points, shard=(shard_index, shard_count),
-            augment_stretch=hparams.augment_stretch, augment_rotation=hparams.augment_rotation,
-            augment_dropped_points=hparams.augment_dropped_points,
-            augment_dropped_strokes=hparams.augment_dropped_strokes,
-            augment_jitter=hparams.augment_jitter,
-            augment_reversed_strokes=hparams.augment_reversed_strokes)
+            augment=input_pipeline.Augmentation.of(hparams))
 
     exporters = serving.exporters(config.classes_path)
     sample_input_fn = _eval_input_fn(config, limit=config.eval_sample)

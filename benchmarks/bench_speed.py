@@ -18,12 +18,13 @@ In one run, on the same drawings (the first 500 usable drawings of each of the 1
 All but the whole run are measured --rounds times, in turn (peaks, then each batch size's
 three contenders), and reported as medians: this machine's speed drifts by up to 1.5x within
 minutes, and a round puts each contender through the same spell. This project's rate is
-measured in points trained a second (its bucketed pipeline hands out short drawings first
-in a pass over the data, so its drawings a second would overstate it); drawings/s is that
-over a drawing's mean points, the peer's rate is its own (its batches are drawn at random
-from the whole data). It prints drawings/s, points/s, GFLOP/s (the LSTM matmuls' FLOPs, forward and backward, per drawing point), the
-share of the faster setting's matmul peak of the same round, and the ratio to the peer's rate
-of the same round (median and range over the rounds).
+measured in points trained a second, as its bucketed pipeline hands out short drawings
+sooner than long ones in a pass over the data (their buckets fill first), so that its
+drawings a second would overstate it; its drawings/s is that over a drawing's mean points.
+The peer's is its own: its batches are drawn at random from the whole data. It prints
+drawings/s, points/s, GFLOP/s (the LSTM matmuls' FLOPs, forward and backward, per drawing
+point), the share of the faster setting's matmul peak of the same round, and the ratio to
+the peer's rate of the same round (median and range over the rounds).
 """
 
 import json

@@ -17,9 +17,9 @@ flags.DEFINE_string("ndjson_path", os.path.join(REPO, "..", "shared", "data", "q
 
 def training_rate(pattern, params, batch_size, bucket, seconds):
     """Drawing points a second of bare training steps (input pipeline, model, optimizer; no
-    hooks) for `seconds`, after a warm-up. Points, not drawings: in its first pass over the
-    data the bucketed pipeline hands out short drawings sooner than long ones (a bucket of
-    short ones fills first), so its drawings a second overstate its speed."""
+    hooks) for `seconds`, after a warm-up. Points, not drawings: in a pass over the data the
+    bucketed pipeline hands out short drawings sooner than long ones (their buckets fill
+    first), so that its drawings a second would overstate its speed."""
     import dataclasses
     import time
 

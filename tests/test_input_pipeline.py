@@ -5,6 +5,7 @@ import collections
 import numpy as np
 
 import input_pipeline
+from input_pipeline import Augmentation
 from conftest import eval_pattern, training_pattern
 from data_format import read_examples
 
@@ -80,10 +81,11 @@ def test_augmentation_stretches_and_rotates_training_drawings_only(dataset):
 
     def batches(**augment):
         return [(f["ink"].numpy(), f["lengths"].numpy()) for f, _ in
-                input_pipeline.input_fn(pattern, True, 16, seed=5, **augment).take(6)]
+                input_pipeline.input_fn(pattern, True, 16, seed=5,
+                                        augment=Augmentation(**augment)).take(6)]
     plain = batches()
-    rotated = batches(augment_rotation=30.0)
-    stretched = batches(augment_stretch=0.5)
+    rotated = batches(rotation=30.0)
+    stretched = batches(stretch=0.5)
     assert [b[1].tolist() for b in rotated] == [b[1].tolist() for b in plain]
     for (ink, lengths), (turned, _), (pulled, _) in zip(plain, rotated, stretched):
         # The pen column and the padding stay as they were; rotation keeps every step's
@@ -107,10 +109,10 @@ def test_augmentation_stretches_and_rotates_training_drawings_only(dataset):
                 assert np.ptp(factors) < 1e-3 and 0.5 - 1e-6 <= factors[0] <= 1.5 + 1e-6
     assert not np.allclose(rotated[0][0], plain[0][0])
     # Seeded: the same seed gives the same augmented drawings.
-    np.testing.assert_array_equal(batches(augment_rotation=30.0)[3][0], rotated[3][0])
+    np.testing.assert_array_equal(batches(rotation=30.0)[3][0], rotated[3][0])
     # Evaluation data is never augmented.
     evals = [f["ink"].numpy() for f, _ in input_pipeline.input_fn(
-        eval_pattern(dataset), False, 16, augment_rotation=30.0, augment_stretch=0.5)]
+        eval_pattern(dataset), False, 16, augment=Augmentation(rotation=30.0, stretch=0.5))]
     assert [e.tobytes() for e in evals] == [f["ink"].numpy().tobytes() for f, _ in
                                              input_pipeline.input_fn(eval_pattern(dataset),
                                                                      False, 16)]
@@ -141,11 +143,12 @@ def test_dropped_points_and_strokes_leave_the_kept_points_where_they_were(datase
 
     def batches(**augment):
         return [(f["ink"].numpy(), f["lengths"].numpy(), labels.numpy()) for f, labels in
-                input_pipeline.input_fn(pattern, True, 16, seed=7, **augment).take(8)]
+                input_pipeline.input_fn(pattern, True, 16, seed=7,
+                                        augment=Augmentation(**augment)).take(8)]
     plain = batches()
-    thinned = batches(augment_dropped_points=0.5)
-    fewer = batches(augment_dropped_strokes=0.5)
-    shaken = batches(augment_jitter=0.01)
+    thinned = batches(dropped_points=0.5)
+    fewer = batches(dropped_strokes=0.5)
+    shaken = batches(jitter=0.01)
     dropped_points = dropped_strokes = kept_points = 0
     for (ink, lengths, labels), (thin, thin_lengths, thin_labels), (few, few_lengths, _) in zip(
             plain, thinned, fewer):
@@ -176,7 +179,7 @@ def test_dropped_points_and_strokes_leave_the_kept_points_where_they_were(datase
     assert 0.008 < offsets.std() < 0.012
     assert [b[1].tolist() for b in shaken] == [b[1].tolist() for b in plain]
     # Seeded like the rest.
-    np.testing.assert_array_equal(batches(augment_dropped_points=0.5)[2][0], thinned[2][0])
+    np.testing.assert_array_equal(batches(dropped_points=0.5)[2][0], thinned[2][0])
 
 
 def stroke_points(row, length):
@@ -187,10 +190,10 @@ def stroke_points(row, length):
 def test_reversed_strokes_draw_whole_strokes_from_their_other_end(dataset):
     def batches(**augment):
         return [(f["ink"].numpy(), f["lengths"].numpy()) for f, _ in input_pipeline.input_fn(
-            training_pattern(dataset), True, 16, seed=7, **augment).take(8)]
+            training_pattern(dataset), True, 16, seed=7, augment=Augmentation(**augment)).take(8)]
     eligible = flipped = 0
     for (ink, lengths), (flips, flip_lengths) in zip(batches(),
-                                                     batches(augment_reversed_strokes=0.5)):
+                                                     batches(reversed_strokes=0.5)):
         assert (lengths == flip_lengths).all()
         for row, flip, n in zip(ink, flips, lengths):
             assert not flip[n:].any()
