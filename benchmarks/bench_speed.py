@@ -36,7 +36,8 @@ import tempfile
 import time
 from statistics import median
 
-from common import REPO  # first: it puts the repository on sys.path
+import common  # first: it puts the repository on sys.path
+from common import REPO
 
 from absl import app, flags  # noqa: E402
 
@@ -105,7 +106,6 @@ def measure_peak():
 
 
 def measure_training(data_dir, batch_size):
-    import common
     import data_format
     import hparams
     classes = data_format.read_classes(os.path.join(data_dir, data_format.CLASSES))
@@ -151,7 +151,6 @@ def main(_):
         print(json.dumps(measure_training(FLAGS.data_dir, int(FLAGS.measure))))
         return
 
-    import common
     import data_format
     import hparams
     with tempfile.TemporaryDirectory() as work:
