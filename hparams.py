@@ -63,6 +63,9 @@ class HParams:
     augment_reversed_strokes: float = option(
         0.0, "Training drawings only: each stroke but the first is drawn from its other end "
         "(its points in reverse order) with this probability.", minimum=0, below=1)
+    augment_shuffled_strokes: float = option(
+        0.0, "Training drawings only: with this probability a drawing's strokes but the first "
+        "are drawn in a random order (the same picture, drawn otherwise).", minimum=0, below=1)
     label_smoothing: float = option(
         0.0, "Training loss only: the target gives the true class 1 - this and spreads this "
         "evenly over all classes.", minimum=0, below=1)

@@ -81,6 +81,7 @@ class Augmentation(typing.NamedTuple):
     dropped_strokes: float = 0.0
     jitter: float = 0.0
     reversed_strokes: float = 0.0
+    shuffled_strokes: float = 0.0
 
     @classmethod
     def of(cls, hparams):
@@ -107,23 +108,23 @@ def _augmented(features, labels, seed, augment):
     xy = tf.stack([cos * x - sin * y, sin * x + cos * y], axis=2)
     ink = tf.concat([xy, ink[:, :, 2:]], axis=2)
     lengths = features["lengths"]
-    if augment.dropped_points or augment.dropped_strokes or augment.jitter or \
-            augment.reversed_strokes:
+    if any(augment._replace(stretch=0.0, rotation=0.0)):  # any of _resampled's
         ink, lengths = _resampled(ink, lengths, resample_seed, augment)
     return dict(features, ink=ink, lengths=lengths), labels
 
 
 def _resampled(ink, lengths, seed, augment):
     """Reverses the order of the points of each stroke but the first with probability
-    reversed_strokes (the stroke drawn from its other end); drops each point that does not
-    end a stroke with probability dropped_points, and each stroke but the first with
-    probability dropped_strokes; moves every point by a normal offset of standard deviation
-    `jitter` (in the drawing's [0, 1] box), all of `augment`. Kept points stay where they
-    were (but for the jitter): the deltas are recomputed from positions."""
+    reversed_strokes (the stroke drawn from its other end); with probability
+    shuffled_strokes, draws a drawing's strokes but the first in a random order; drops each
+    point that does not end a stroke with probability dropped_points, and each stroke but the
+    first with probability dropped_strokes; moves every point by a normal offset of standard
+    deviation `jitter` (in the drawing's [0, 1] box), all of `augment`. Kept points stay where
+    they were (but for the jitter): the deltas are recomputed from positions."""
     dropped_points, dropped_strokes = augment.dropped_points, augment.dropped_strokes
     jitter, reversed_strokes = augment.jitter, augment.reversed_strokes
-    points_seed, strokes_seed, jitter_seed, reversed_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 4))
+    points_seed, strokes_seed, jitter_seed, reversed_seed, shuffled_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 5))
     shape = tf.shape(ink)[:2]
     valid = tf.sequence_mask(lengths, shape[1])
     keep = valid
@@ -142,7 +143,11 @@ def _resampled(ink, lengths, seed, augment):
         positions = _reversed_strokes(positions, stroke, valid, reversed_seed, reversed_strokes)
     if jitter:
         positions += tf.random.stateless_normal(tf.shape(positions), jitter_seed, stddev=jitter)
-    kept = tf.ragged.boolean_mask(tf.concat([positions, ink[:, :, 2:]], axis=2), keep)
+    points = tf.concat([positions, ink[:, :, 2:]], axis=2)
+    if augment.shuffled_strokes:
+        order = _shuffled_strokes(stroke, valid, shuffled_seed, augment.shuffled_strokes)
+        points, keep = (tf.gather(t, order, batch_dims=1) for t in (points, keep))
+    kept = tf.ragged.boolean_mask(points, keep)
     lengths = tf.cast(kept.row_lengths(), lengths.dtype)
     kept = kept.to_tensor()
     previous = tf.pad(kept[:, :-1, :2], [[0, 0], [1, 0], [0, 0]])
@@ -165,6 +170,22 @@ def _reversed_strokes(positions, stroke, valid, seed, rate):
     drawn = tf.random.stateless_uniform([batch, steps], seed) < rate  # one draw per stroke
     flipped = tf.gather(drawn, stroke, batch_dims=1) & (stroke > 0) & valid
     return tf.gather(positions, tf.where(flipped, first + last - rows, rows), batch_dims=1)
+
+
+def _shuffled_strokes(stroke, valid, seed, rate):
+    """[batch, time]: the order of the rows that draws the strokes of a drawing but its first
+    in a random order, for each drawing with probability `rate`; stroke [batch, time]: each
+    row's stroke index. A stroke keeps its rows in order, so its last row still ends it, and
+    padding stays last. The first stroke stays first, as the ink leaves out the drawing's
+    first point, from which only that stroke starts."""
+    drawing_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    shape = tf.shape(stroke)
+    shuffled = tf.random.stateless_uniform([shape[0], 1], drawing_seed) < rate
+    drawn = tf.random.stateless_uniform(shape, stroke_seed)  # a key for each stroke index
+    key = tf.where(shuffled, tf.gather(drawn, stroke, batch_dims=1), tf.cast(stroke, tf.float32))
+    key = tf.where(stroke == 0, -1.0, key)
+    key = tf.where(valid, key, tf.cast(shape[1] + 1, tf.float32))
+    return tf.argsort(key, axis=1, stable=True)
 
 
 def input_fn(pattern, training, batch_size, seed=None, bucket=True, max_points=0,

@@ -206,3 +206,33 @@ def test_reversed_strokes_draw_whole_strokes_from_their_other_end(dataset):
                     flipped += 1
                 eligible += len(old) > 1
     assert 0.35 < flipped / eligible < 0.65
+
+
+def test_shuffled_strokes_draw_the_same_strokes_in_another_order(dataset):
+    def batches(**augment):
+        return [(f["ink"].numpy(), f["lengths"].numpy()) for f, _ in input_pipeline.input_fn(
+            training_pattern(dataset), True, 16, seed=7, augment=Augmentation(**augment)).take(40)]
+    shuffled = batches(shuffled_strokes=0.5)
+    eligible = reordered = 0
+    for (ink, lengths), (mixed, mixed_lengths) in zip(batches(), shuffled):
+        assert (lengths == mixed_lengths).all()
+        for row, new_row, n in zip(ink, mixed, lengths):
+            assert not new_row[n:].any()
+            assert strokes(new_row, n) == strokes(row, n)
+            before, after = stroke_points(row, n), stroke_points(new_row, n)
+            np.testing.assert_allclose(after[0], before[0], atol=1e-5)  # the first stays first
+            # The same strokes, each whole and in its own point order: a permutation.
+            unmatched = list(before[1:])
+            for stroke in after[1:]:
+                match = [i for i, old in enumerate(unmatched)
+                         if old.shape == stroke.shape and np.allclose(old, stroke, atol=1e-5)]
+                assert match, "a stroke that was not in the drawing"
+                unmatched.pop(match[0])
+            assert not unmatched
+            if len(before) > 2:
+                eligible += 1
+                reordered += not all(old.shape == new.shape and np.allclose(old, new, atol=1e-5)
+                                     for old, new in zip(before, after))
+    # Half the drawings of 3 or more strokes drawn anew; a few come out in their own order.
+    assert eligible > 60 and 0.3 < reordered / eligible < 0.6
+    np.testing.assert_array_equal(batches(shuffled_strokes=0.5)[2][0], shuffled[2][0])  # seeded
