@@ -2,12 +2,14 @@
 
 import dataclasses
 import json
+import os
 
 import pytest
 from absl import flags
 
 import cli
 import hparams
+from conftest import REPO
 
 CLASSES = ["cat", "dog", "owl", "swan"]
 
@@ -102,3 +104,17 @@ def test_a_trained_model_dir_needs_hparams_and_a_checkpoint(tmp_path):
     with pytest.raises(cli.UserError) as error:
         hparams.load_trained(str(tmp_path))
     assert str(error.value) == f"no checkpoint in {tmp_path}"
+
+
+def test_the_recipe_file_sets_hyperparameters_only_and_within_their_checks():
+    # A misspelled or out-of-range line would stop the README's recipe command.
+    path = os.path.join(REPO, "recipes", "fast.flags")
+    flag_values = flags.FlagValues()
+    cli.define_flags(hparams.HParams, flag_values)
+    flag_values(["prog", f"--flagfile={path}"])
+    overrides = cli.from_flags(hparams.HParams, flag_values, only_present=True)
+    with open(path) as f:
+        named = {line[2:].split("=")[0] for line in f if line.startswith("--")}
+    assert named and set(overrides) == named
+    recipe = hparams.HParams(**overrides)
+    assert all(getattr(recipe, name) != getattr(hparams.HParams(), name) for name in named)
