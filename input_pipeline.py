@@ -132,12 +132,12 @@ def _resampled(ink, lengths, seed, augment):
     stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)  # each row's stroke
     # A row's delta leads to its point, so each row stands for the point it reaches.
     if dropped_points:
-        last = tf.range(shape[1], dtype=lengths.dtype)[None] == lengths[:, None] - 1
+        last = tf.equal(tf.range(shape[1], dtype=lengths.dtype)[None], lengths[:, None] - 1)
         keep &= ends | last | (tf.random.stateless_uniform(shape, points_seed) >= dropped_points)
     if dropped_strokes:
         stroke_kept = tf.gather(tf.random.stateless_uniform(shape, strokes_seed), stroke,
                                 batch_dims=1) >= dropped_strokes
-        keep &= stroke_kept | (stroke == 0)
+        keep &= stroke_kept | tf.equal(stroke, 0)
     positions = tf.cumsum(ink[:, :, :2], axis=1)
     if reversed_strokes:
         positions = _reversed_strokes(positions, stroke, valid, reversed_seed, reversed_strokes)
@@ -183,7 +183,7 @@ def _shuffled_strokes(stroke, valid, seed, rate):
     shuffled = tf.random.stateless_uniform([shape[0], 1], drawing_seed) < rate
     drawn = tf.random.stateless_uniform(shape, stroke_seed)  # a key for each stroke index
     key = tf.where(shuffled, tf.gather(drawn, stroke, batch_dims=1), tf.cast(stroke, tf.float32))
-    key = tf.where(stroke == 0, -1.0, key)
+    key = tf.where(tf.equal(stroke, 0), -1.0, key)
     key = tf.where(valid, key, tf.cast(shape[1] + 1, tf.float32))
     return tf.argsort(key, axis=1, stable=True)
 

@@ -30,7 +30,7 @@ def points_to_ink(points, lengths):
     lower = tf.reduce_min(tf.where(valid, xy, float("inf")), axis=1, keepdims=True)
     upper = tf.reduce_max(tf.where(valid, xy, float("-inf")), axis=1, keepdims=True)
     scale = upper - lower
-    scale = tf.where(scale == 0, tf.ones_like(scale), scale)
+    scale = tf.where(tf.equal(scale, 0), tf.ones_like(scale), scale)
     xy = (xy - lower) / scale
     ink = tf.concat([xy[:, 1:] - xy[:, :-1], points[:, 1:, 2:]], axis=2)
     ink_lengths = lengths - 1

@@ -236,3 +236,24 @@ def test_shuffled_strokes_draw_the_same_strokes_in_another_order(dataset):
     # Half the drawings of 3 or more strokes drawn anew; a few come out in their own order.
     assert eligible > 60 and 0.3 < reordered / eligible < 0.6
     np.testing.assert_array_equal(batches(shuffled_strokes=0.5)[2][0], shuffled[2][0])  # seeded
+
+
+def test_the_first_stroke_stays_whole_in_the_estimators_graph_mode(dataset):
+    # The Estimator builds the pipeline in a TF1 graph, where `tensor == 0` is Python's
+    # identity test (False), not elementwise: there the first stroke could be dropped (a
+    # one-stroke drawing became empty) or moved, which eager tests did not see.
+    import tensorflow as tf
+    augment = Augmentation(dropped_strokes=0.9, shuffled_strokes=0.9)
+    with tf.Graph().as_default():
+        batches = [tf.compat.v1.data.make_one_shot_iterator(input_pipeline.input_fn(
+            training_pattern(dataset), True, 16, seed=7, augment=a)).get_next()[0]
+            for a in (Augmentation(), augment)]
+        with tf.compat.v1.Session() as session:
+            for _ in range(8):
+                plain, changed = session.run(batches)
+                for row, new_row, n, new_n in zip(plain["ink"], changed["ink"],
+                                                  plain["lengths"], changed["lengths"]):
+                    first = stroke_points(row, n)[0]
+                    assert new_n >= len(first)
+                    np.testing.assert_allclose(stroke_points(new_row, new_n)[0], first,
+                                               atol=1e-5)
