@@ -137,3 +137,14 @@ def test_an_export_made_on_a_gpu_runs_on_a_cpu(trained, dataset, tmp_path, monke
     monkeypatch.undo()
     outputs = classifier.from_saved_model(export).predict(parsed.points, parsed.lengths)
     assert outputs["probabilities"].shape == (1, 4)
+
+
+def test_a_drawing_of_zero_extent_stays_finite_in_the_exports_graph_mode():
+    # Exports are built in a TF1 graph, where `tensor == 0` is Python's identity test, not
+    # elementwise: the guard against a zero extent never fired there and x/0 gave NaN.
+    points = np.array([[[10.5, 3.25, 0], [10.5, 9.0, 0], [10.5, 20.75, 1]]], np.float32)
+    with tf.Graph().as_default():
+        ink, _ = serving.points_to_ink(tf.constant(points), tf.constant([3]))
+        with tf.compat.v1.Session() as session:
+            ink = session.run(ink)
+    assert np.isfinite(ink).all() and not ink[0, :, 0].any()
