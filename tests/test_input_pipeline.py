@@ -3,6 +3,7 @@
 import collections
 
 import numpy as np
+import tensorflow as tf
 
 import input_pipeline
 from input_pipeline import Augmentation
@@ -242,7 +243,6 @@ def test_the_first_stroke_stays_whole_in_the_estimators_graph_mode(dataset):
     # The Estimator builds the pipeline in a TF1 graph, where `tensor == 0` is Python's
     # identity test (False), not elementwise: there the first stroke could be dropped (a
     # one-stroke drawing became empty) or moved, which eager tests did not see.
-    import tensorflow as tf
     augment = Augmentation(dropped_strokes=0.9, shuffled_strokes=0.9)
     with tf.Graph().as_default():
         batches = [tf.compat.v1.data.make_one_shot_iterator(input_pipeline.input_fn(
