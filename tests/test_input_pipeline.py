@@ -77,13 +77,16 @@ def test_task_shards_split_the_training_data(dataset, tmp_path):
         assert set().union(*parts) == set(every), "and none left out"
 
 
-def test_augmentation_stretches_and_rotates_training_drawings_only(dataset):
-    pattern = training_pattern(dataset)
+def augmented_batches(dataset, count, seed=7, **augment):
+    """[(ink, lengths)] of the first `count` training batches of 16, with `augment`."""
+    return [(f["ink"].numpy(), f["lengths"].numpy()) for f, _ in input_pipeline.input_fn(
+        training_pattern(dataset), True, 16, seed=seed, augment=Augmentation(**augment)
+    ).take(count)]
 
+
+def test_augmentation_stretches_and_rotates_training_drawings_only(dataset):
     def batches(**augment):
-        return [(f["ink"].numpy(), f["lengths"].numpy()) for f, _ in
-                input_pipeline.input_fn(pattern, True, 16, seed=5,
-                                        augment=Augmentation(**augment)).take(6)]
+        return augmented_batches(dataset, 6, seed=5, **augment)
     plain = batches()
     rotated = batches(rotation=30.0)
     stretched = batches(stretch=0.5)
@@ -190,8 +193,7 @@ def stroke_points(row, length):
 
 def test_reversed_strokes_draw_whole_strokes_from_their_other_end(dataset):
     def batches(**augment):
-        return [(f["ink"].numpy(), f["lengths"].numpy()) for f, _ in input_pipeline.input_fn(
-            training_pattern(dataset), True, 16, seed=7, augment=Augmentation(**augment)).take(8)]
+        return augmented_batches(dataset, 8, **augment)
     eligible = flipped = 0
     for (ink, lengths), (flips, flip_lengths) in zip(batches(),
                                                      batches(reversed_strokes=0.5)):
@@ -211,8 +213,7 @@ def test_reversed_strokes_draw_whole_strokes_from_their_other_end(dataset):
 
 def test_shuffled_strokes_draw_the_same_strokes_in_another_order(dataset):
     def batches(**augment):
-        return [(f["ink"].numpy(), f["lengths"].numpy()) for f, _ in input_pipeline.input_fn(
-            training_pattern(dataset), True, 16, seed=7, augment=Augmentation(**augment)).take(40)]
+        return augmented_batches(dataset, 40, **augment)
     shuffled = batches(shuffled_strokes=0.5)
     eligible = reordered = 0
     for (ink, lengths), (mixed, mixed_lengths) in zip(batches(), shuffled):
