@@ -32,6 +32,9 @@ class HParams:
                                    minimum=1)
     num_conv: tuple = _architecture((48, 64, 96), "Filters of each conv1d layer.")
     conv_len: tuple = _architecture((5, 5, 3), "Width of each conv1d layer.")
+    time_stride: int = _architecture(
+        1, "Stride along time of the last conv1d layer: the recurrent layers read "
+        "ceil(steps / this) steps of each drawing.", minimum=1)
     cell: str = _architecture("lstm", "Recurrent cell.", choices=tuple(recurrent.CELLS))
     batch_norm: bool = _architecture(False, "Batch normalization before each conv (its "
                                      "statistics count valid steps only, not padding).")

@@ -1,8 +1,8 @@
 """The tutorial's drawing classifier as a tf.estimator model_fn (TF 2.15, graph mode).
 
-ink [batch, time, 3] -> conv1d stack -> bidirectional recurrent stack (recurrent.py) -> sum
-over each drawing's valid time steps -> dense -> logits over the classes. `params` is an
-hparams.HParams.
+ink [batch, time, 3] -> conv1d stack (its last layer strided along time with --time_stride)
+-> bidirectional recurrent stack (recurrent.py) -> sum over each drawing's valid time steps ->
+dense -> logits over the classes. `params` is an hparams.HParams.
 
 Padding never changes a drawing's logits: every conv input is zeroed past the drawing's end
 (so the conv sees what it would see on the unpadded drawing), and the recurrent layers only
@@ -36,7 +36,16 @@ def _conv_stack(ink, mask, params, training):
             # Zeroed past each drawing's end right before the conv (after batch norm, which
             # shifts zeros), so 'same' padding sees what it would on the unpadded drawing.
             # Linear, as in the tutorial.
-            x = tf.nn.conv1d(x * mask, kernel, stride=1, padding="SAME") + bias
+            x = x * mask
+            if i < len(params.num_conv) - 1 or params.time_stride == 1:
+                x = tf.nn.conv1d(x, kernel, stride=1, padding="SAME") + bias
+            else:
+                # Padded by hand: 'SAME' with a stride puts the extra zero on the left or not
+                # as the padded batch's length is even or odd, which would shift a drawing's
+                # outputs with the batch it is in.
+                left = (width - 1) // 2
+                x = tf.pad(x, [[0, 0], [left, width - 1 - left], [0, 0]])
+                x = tf.nn.conv1d(x, kernel, stride=params.time_stride, padding="VALID") + bias
     return x
 
 
@@ -75,6 +84,9 @@ def logits_fn(ink, lengths, params, training, kernel=None):
     kernel: what runs the recurrent layers (default: params.rnn_kernel, resolved)."""
     mask = tf.sequence_mask(lengths, tf.shape(ink)[1], dtype=tf.float32)[:, :, None]
     x = _conv_stack(ink, mask, params, training)
+    if params.time_stride > 1:  # output step j of the strided conv is centred on step j * stride
+        lengths = (lengths + params.time_stride - 1) // params.time_stride
+        mask = tf.sequence_mask(lengths, tf.shape(x)[1], dtype=tf.float32)[:, :, None]
     x = recurrent.bidirectional_stack(
         x, lengths, params.cell, params.num_nodes, params.num_layers,
         params.dropout if training else 0.0,

@@ -60,12 +60,13 @@ LARGE_CLASS = 598  # drawings: the 17 large classes of ../shared/data/quickdraw
 
 def lstm_flop_per_point(params):
     """Training FLOPs of the recurrent matmuls per drawing point: per layer and direction,
-    x @ kernel and h @ recurrent_kernel, 2 * in * 4 units each; backward twice forward."""
+    x @ kernel and h @ recurrent_kernel, 2 * in * 4 units each; backward twice forward. The
+    recurrent layers read one point in params.time_stride."""
     forward, inputs = 0, params.num_conv[-1]
     for _ in range(params.num_layers):
         forward += 2 * 2 * 4 * params.num_nodes * (inputs + params.num_nodes)
         inputs = 2 * params.num_nodes
-    return 3 * forward
+    return 3 * forward / params.time_stride
 
 
 def onednn_env(onednn):

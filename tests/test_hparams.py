@@ -17,11 +17,11 @@ CLASSES = ["cat", "dog", "owl", "swan"]
 def test_the_tutorials_defaults():
     defaults = hparams.HParams()
     assert (defaults.num_layers, defaults.num_nodes, defaults.num_conv, defaults.conv_len,
-            defaults.cell, defaults.batch_norm, defaults.dropout, defaults.learning_rate,
-            defaults.gradient_clipping_norm, defaults.batch_size) == \
-        (3, 128, (48, 64, 96), (5, 5, 3), "lstm", False, 0.3, 0.0001, 9.0, 8)
-    assert hparams.ARCHITECTURE == ("num_layers", "num_nodes", "num_conv", "conv_len", "cell",
-                                    "batch_norm", "classes")
+            defaults.time_stride, defaults.cell, defaults.batch_norm, defaults.dropout,
+            defaults.learning_rate, defaults.gradient_clipping_norm, defaults.batch_size) == \
+        (3, 128, (48, 64, 96), (5, 5, 3), 1, "lstm", False, 0.3, 0.0001, 9.0, 8)
+    assert hparams.ARCHITECTURE == ("num_layers", "num_nodes", "num_conv", "conv_len",
+                                    "time_stride", "cell", "batch_norm", "classes")
 
 
 def test_flags_are_derived_from_the_declaration():

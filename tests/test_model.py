@@ -34,10 +34,11 @@ def pad(inks, length, value=0.0):
     return batch, np.array([len(i) for i in inks], dtype=np.int32)
 
 
-@pytest.mark.parametrize("cell, rnn_kernel, batch_norm", [
-    ("lstm", "loop", False), ("lstm", "loop", True), ("lstm", "block", False),
-    ("lstm", "cudnn", True), ("gru", "loop", False)])
-def test_padding_never_changes_a_drawings_logits(cell, rnn_kernel, batch_norm):
+@pytest.mark.parametrize("cell, rnn_kernel, batch_norm, time_stride", [
+    ("lstm", "loop", False, 1), ("lstm", "loop", True, 1), ("lstm", "block", False, 1),
+    ("lstm", "cudnn", True, 1), ("gru", "loop", False, 1), ("lstm", "block", False, 2),
+    ("lstm", "loop", True, 3)])
+def test_padding_never_changes_a_drawings_logits(cell, rnn_kernel, batch_norm, time_stride):
     inks = real_inks()
     short = min(inks, key=len)
     longest = max(len(i) for i in inks)
@@ -47,7 +48,8 @@ def test_padding_never_changes_a_drawings_logits(cell, rnn_kernel, batch_norm):
         ink = tf.compat.v1.placeholder(tf.float32, [None, None, 3])
         lengths = tf.compat.v1.placeholder(tf.int32, [None])
         logits = model.logits_fn(ink, lengths, dataclasses.replace(
-            PARAMS, cell=cell, rnn_kernel=rnn_kernel, batch_norm=batch_norm), training=False)
+            PARAMS, cell=cell, rnn_kernel=rnn_kernel, batch_norm=batch_norm,
+            time_stride=time_stride), training=False)
         session = tf.compat.v1.Session()
         session.run(tf.compat.v1.global_variables_initializer())
 
