@@ -37,15 +37,15 @@ def _conv_stack(ink, mask, params, training):
             # shifts zeros), so 'same' padding sees what it would on the unpadded drawing.
             # Linear, as in the tutorial.
             x = x * mask
-            if i < len(params.num_conv) - 1 or params.time_stride == 1:
-                x = tf.nn.conv1d(x, kernel, stride=1, padding="SAME") + bias
-            else:
+            stride = params.time_stride if i == len(params.num_conv) - 1 else 1
+            if stride > 1:
                 # Padded by hand: 'SAME' with a stride puts the extra zero on the left or not
                 # as the padded batch's length is even or odd, which would shift a drawing's
                 # outputs with the batch it is in.
                 left = (width - 1) // 2
                 x = tf.pad(x, [[0, 0], [left, width - 1 - left], [0, 0]])
-                x = tf.nn.conv1d(x, kernel, stride=params.time_stride, padding="VALID") + bias
+            x = tf.nn.conv1d(x, kernel, stride=stride,
+                             padding="VALID" if stride > 1 else "SAME") + bias
     return x
 
 
