@@ -72,6 +72,9 @@ class HParams:
     label_smoothing: float = option(
         0.0, "Training loss only: the target gives the true class 1 - this and spreads this "
         "evenly over all classes.", minimum=0, below=1)
+    weight_decay: float = option(
+        0.0, "Decoupled weight decay (AdamW's): after each step every weight matrix (not the "
+        "biases) shrinks by the step's learning rate times this.", minimum=0)
     gradient_clipping_norm: float = option(9.0, "Gradients are clipped to this global norm.")
     batch_size: int = option(8, "Training batch size.", minimum=1)
     rnn_kernel: str = option(

@@ -212,10 +212,24 @@ def estimator_spec(features, labels, mode, params, horizon=None):
     with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.apply_gradients(zip(shares, variables),
                                              global_step=tf.compat.v1.train.get_global_step())
+    if params.weight_decay:
+        with tf.control_dependencies([train_op]):
+            train_op = decay_weights(variables, rate * params.weight_decay)
     return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
 
 
 model_fn = functools.partial(estimator_spec, horizon=None)
+
+
+def decay_weights(variables, factor):
+    """Shrinks each weight matrix of `variables` (rank 2 and up: kernels, not biases or batch
+    norm's scales) by `factor` of itself, once per step however many replicas run it. Apart
+    from Adam's update, so that the decay does not get divided by Adam's gradient scale."""
+    def update(strategy, factor):
+        return tf.group([strategy.extended.update(v, lambda v, f: v.assign_sub(v * f),
+                                                  args=(factor,))
+                         for v in variables if v.shape.rank > 1])
+    return tf.distribute.get_replica_context().merge_call(update, args=(factor,))
 
 
 def _blank(tensor):

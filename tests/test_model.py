@@ -122,10 +122,17 @@ with tf.Graph().as_default():
 
     shares, norms = strategy.run(replica_step)
     applied = strategy.reduce(tf.distribute.ReduceOp.SUM, shares, axis=None)
+    with strategy.scope():
+        matrix = tf.compat.v1.get_variable("m", initializer=[[1.0, 2.0]])
+    decay = strategy.run(lambda: model.decay_weights([variable, matrix], tf.constant(0.25)))
     with tf.compat.v1.Session() as session:
         session.run(tf.compat.v1.global_variables_initializer())
         applied, norms = session.run([applied, strategy.experimental_local_results(norms)])
-print(json.dumps({"applied": applied.tolist(), "norms": [float(n) for n in norms]}))
+        session.run(decay)
+        decayed = [session.run(v).tolist() for v in strategy.experimental_local_results(matrix)]
+        vector = session.run(variable).tolist()
+print(json.dumps({"applied": applied.tolist(), "norms": [float(n) for n in norms],
+                  "decayed": decayed, "vector": vector}))
 """
 
 
@@ -138,6 +145,10 @@ def test_mirrored_replicas_clip_their_summed_update(tmp_path):
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(outcome["applied"], [9.0, 0.0], rtol=1e-6)
     np.testing.assert_allclose(outcome["norms"], [45.0, 45.0], rtol=1e-6)
+    # Weight decay shrinks a matrix once on each replica's copy, not once per replica, and
+    # leaves a vector (a bias) alone.
+    np.testing.assert_allclose(outcome["decayed"], [[[0.75, 1.5]]] * 2, rtol=1e-6)
+    assert outcome["vector"] == [1.0, 2.0]
 
 
 def rates(params, horizon, steps):
@@ -228,3 +239,29 @@ def test_batch_norm_statistics_count_valid_steps_only():
             valid = np.concatenate(inks)
             np.testing.assert_allclose(session.run(moving_mean), 0.01 * valid.mean(axis=0),
                                        rtol=1e-4, atol=1e-7)
+
+
+def test_weight_decay_shrinks_the_matrices_after_adams_step():
+    inks, lengths = pad(real_inks(6), 200)
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    after = {}
+    for decay in (0.0, 0.5):
+        params = dataclasses.replace(PARAMS, weight_decay=decay, dropout=0.0,
+                                     learning_rate=0.01)
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.compat.v1.random.set_random_seed(1)
+            tf.compat.v1.train.create_global_step()
+            spec = model.estimator_spec({"ink": tf.constant(inks), "lengths": lengths},
+                                        tf.constant(labels), tf.estimator.ModeKeys.TRAIN,
+                                        params)
+            variables = tf.compat.v1.trainable_variables()
+            with tf.compat.v1.Session() as session:
+                session.run(tf.compat.v1.global_variables_initializer())
+                session.run(spec.train_op)
+                after[decay] = {v.op.name: session.run(v) for v in variables}
+    matrices = [name for name, value in after[0.0].items() if value.ndim > 1]
+    assert {"dense/kernel", "conv1d_0/kernel"} <= set(matrices)
+    for name, value in after[0.0].items():
+        shrunk = value * (1 - 0.01 * 0.5) if value.ndim > 1 else value
+        np.testing.assert_allclose(after[0.5][name], shrunk, rtol=1e-5, atol=1e-7)
