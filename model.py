@@ -226,7 +226,7 @@ def decay_weights(variables, factor):
     norm's scales) by `factor` of itself, once per step however many replicas run it. Apart
     from Adam's update, so that the decay does not get divided by Adam's gradient scale."""
     def update(strategy, factor):
-        return tf.group([strategy.extended.update(v, lambda v, f: v.assign_sub(v * f),
+        return tf.group([strategy.extended.update(v, lambda w, f: w.assign_sub(w * f),
                                                   args=(factor,))
                          for v in variables if v.shape.rank > 1])
     return tf.distribute.get_replica_context().merge_call(update, args=(factor,))

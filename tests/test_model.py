@@ -1,5 +1,6 @@
 """model.py: padding never changes a drawing's logits; the eval metrics."""
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -185,21 +186,31 @@ def test_learning_rate_schedules():
         rates(cosine, None, [0])
 
 
-def test_label_smoothing_changes_the_training_loss_only():
+SIX_LABELS = np.arange(6)
+
+
+@contextlib.contextmanager
+def six_drawing_spec(params, mode):
+    """(spec, session): estimator_spec in `mode` on six cat drawings labelled 0-5, in a
+    seeded graph with initialized variables (the graph is the default inside)."""
     inks, lengths = pad(real_inks(6), 200)
-    labels = np.array([0, 1, 2, 3, 4, 5])
+    with tf.Graph().as_default():
+        tf.compat.v1.random.set_random_seed(1)
+        tf.compat.v1.train.create_global_step()
+        spec = model.estimator_spec({"ink": tf.constant(inks), "lengths": lengths},
+                                    tf.constant(SIX_LABELS), mode, params)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            yield spec, session
+
+
+def test_label_smoothing_changes_the_training_loss_only():
+    labels = SIX_LABELS
     smoothed = dataclasses.replace(PARAMS, label_smoothing=0.2, dropout=0.0)
     losses = {}
     for mode in (tf.estimator.ModeKeys.TRAIN, tf.estimator.ModeKeys.EVAL):
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.compat.v1.random.set_random_seed(1)
-            tf.compat.v1.train.create_global_step()
-            spec = model.estimator_spec({"ink": tf.constant(inks), "lengths": lengths},
-                                        tf.constant(labels), mode, smoothed)
-            with tf.compat.v1.Session() as session:
-                session.run(tf.compat.v1.global_variables_initializer())
-                loss, logits = session.run([spec.loss, graph.get_tensor_by_name("logits:0")])
+        with six_drawing_spec(smoothed, mode) as (spec, session):
+            loss, logits = session.run([spec.loss, session.graph.get_tensor_by_name("logits:0")])
         log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
         target = np.full(log_p.shape, 0.2 / 6) + 0.8 * np.eye(6)[labels]
         losses[mode] = loss, -(target * log_p).sum(axis=1).mean(), \
@@ -242,24 +253,14 @@ def test_batch_norm_statistics_count_valid_steps_only():
 
 
 def test_weight_decay_shrinks_the_matrices_after_adams_step():
-    inks, lengths = pad(real_inks(6), 200)
-    labels = np.array([0, 1, 2, 3, 4, 5])
     after = {}
     for decay in (0.0, 0.5):
         params = dataclasses.replace(PARAMS, weight_decay=decay, dropout=0.0,
                                      learning_rate=0.01)
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.compat.v1.random.set_random_seed(1)
-            tf.compat.v1.train.create_global_step()
-            spec = model.estimator_spec({"ink": tf.constant(inks), "lengths": lengths},
-                                        tf.constant(labels), tf.estimator.ModeKeys.TRAIN,
-                                        params)
-            variables = tf.compat.v1.trainable_variables()
-            with tf.compat.v1.Session() as session:
-                session.run(tf.compat.v1.global_variables_initializer())
-                session.run(spec.train_op)
-                after[decay] = {v.op.name: session.run(v) for v in variables}
+        with six_drawing_spec(params, tf.estimator.ModeKeys.TRAIN) as (spec, session):
+            session.run(spec.train_op)
+            after[decay] = {v.op.name: session.run(v)
+                            for v in tf.compat.v1.trainable_variables()}
     matrices = [name for name, value in after[0.0].items() if value.ndim > 1]
     assert {"dense/kernel", "conv1d_0/kernel"} <= set(matrices)
     for name, value in after[0.0].items():
