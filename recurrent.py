@@ -99,12 +99,14 @@ def _lstm_recurrence(projected, recurrent_kernel, _):
             factors = tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g),
                                  tanh_c * o * (1 - o)], axis=-1)
 
+            # Transposed once: a matmul with transpose_b=True ran 1.3x slower a step here.
+            transposed_kernel = tf.transpose(recurrent_kernel)
+
             def back(t, dh_later, dc_later, dzs):
                 dh = d_hs[t] + dh_later
                 dc = dc_later + dh * through_h[t]
                 dz = tf.concat([dc, dc, dc, dh], axis=-1) * factors[t]
-                return (t - 1, tf.matmul(dz, recurrent_kernel, transpose_b=True), dc * f[t],
-                        dzs.write(t, dz))
+                return t - 1, tf.matmul(dz, transposed_kernel), dc * f[t], dzs.write(t, dz)
 
             _, _, _, dzs = tf.while_loop(
                 lambda t, *_: t >= 0, back,
@@ -294,6 +296,26 @@ def dropout_mask(shape, rate):
     return tf.cast(tf.random.uniform(shape) >= rate, tf.float32) / (1 - rate)
 
 
+def reversal(lengths, steps):
+    """The rows of a time-major [steps * batch, ...] tensor that reverse each sequence within
+    its length (padding stays where it is): what reverse_within gathers."""
+    t = tf.range(steps)[:, None]
+    source = tf.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+    return tf.reshape(source * tf.size(lengths) + tf.range(tf.size(lengths))[None, :], [-1])
+
+
+@tf.custom_gradient
+def reverse_within(x, rows):
+    """tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1) for time-major x, as one
+    gather of the rows reversal(lengths) gives: 4.7x faster here for [53, 64, 256]. The
+    reversal is its own inverse, so its gradient is the same gather (a gather's own would
+    sum scattered slices)."""
+    def gather(tensor):
+        return tf.reshape(tf.gather(tf.reshape(tensor, tf.concat([[-1], tf.shape(tensor)[2:]], 0)),
+                                    rows), tf.shape(tensor))
+    return gather(x), lambda upstream: (gather(upstream), None)
+
+
 def bidirectional_stack(x, lengths, cell_name, units, num_layers, dropout, kernel):
     """x [batch, time, in] -> [batch, time, 2 * units]; only valid steps are meaningful.
 
@@ -304,6 +326,7 @@ def bidirectional_stack(x, lengths, cell_name, units, num_layers, dropout, kerne
     cell = CELLS[cell_name]
     x = tf.transpose(x, [1, 0, 2])  # time-major: what all kernels take
     kernel_lengths = cudnn_lengths(lengths) if kernel == "cudnn" else lengths
+    rows = reversal(lengths, tf.shape(x)[0])
     if dropout > 0:
         kept = dropout_mask(tf.concat([[num_layers], tf.shape(x)[:2], [2 * units]], 0), dropout)
     for layer in range(num_layers):
@@ -315,10 +338,9 @@ def bidirectional_stack(x, lengths, cell_name, units, num_layers, dropout, kerne
             # Each sequence reversed within its length: the backward direction also starts
             # on real points and meets the padding only at the end.
             # The two directions are independent ops, so that two cores run them at once.
-            backward_x = tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)
             forward = _run(cell, kernel, x, weights[0], kernel_lengths)
-            backward = _run(cell, kernel, backward_x, weights[1], kernel_lengths)
-            backward = tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1)
+            backward = _run(cell, kernel, reverse_within(x, rows), weights[1], kernel_lengths)
+            backward = reverse_within(backward, rows)
             x = tf.concat([forward, backward], axis=-1)
             if dropout > 0:
                 x = x * kept[layer]

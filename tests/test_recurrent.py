@@ -82,8 +82,12 @@ def test_cudnn_kernel_runs_cudnn_with_each_sequences_length(cell):
             graph.as_graph_def(), [sequence_lengths.op.name]), name="")
         with tf.compat.v1.Session() as session:
             assert session.run(sequence_lengths.name, {lengths.name: [0, 4]}).tolist() == [1, 4]
-    # The backward direction reads each sequence reversed within its own length.
-    assert any(op.type == "ReverseSequence" for op in graph.get_operations())
+    # The backward direction reads the forward's input reversed within each length
+    # (reverse_within, tested below).
+    for forward, backward in zip(cudnn_ops[::2], cudnn_ops[1::2]):
+        reversed_input = backward.inputs[0].op
+        assert reversed_input.name.endswith("IdentityN")  # reverse_within's custom gradient
+        assert forward.inputs[0] in list(reversed_input.inputs)
 
 
 def sigmoid(x):
@@ -177,3 +181,21 @@ def test_dropout_mask_keeps_the_share_asked_scaled_up():
     assert abs((value > 0).mean() - 0.7) < 0.01
     # layers draw different masks
     assert (value[0] != value[1]).mean() > 0.3
+
+
+def test_reverse_within_lengths_is_reverse_sequence_and_so_is_its_gradient():
+    x, lengths = sequences(seed=6)
+    x = np.transpose(x, [1, 0, 2])  # time-major
+    upstream = np.random.default_rng(7).normal(size=x.shape).astype(np.float32)
+    with tf.Graph().as_default():
+        inputs = tf.constant(x)
+        ours = recurrent.reverse_within(inputs, recurrent.reversal(tf.constant(lengths), 30))
+        reference = tf.reverse_sequence(inputs, lengths, seq_axis=0, batch_axis=1)
+        gradients = [tf.gradients(tf.reduce_sum(y * upstream), inputs)[0]
+                     for y in (ours, reference)]
+        with tf.compat.v1.Session() as session:
+            (ours, reference), (our_gradient, reference_gradient) = session.run(
+                [(ours, reference), gradients])
+    np.testing.assert_array_equal(ours, reference)
+    np.testing.assert_array_equal(our_gradient, reference_gradient)
+    assert not np.array_equal(ours, x)
