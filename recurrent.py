@@ -65,10 +65,10 @@ def _lstm_recurrence(x, weights):
     at once (the activations' derivatives) is computed outside its loop, whose steps are a
     matmul and a few products; the recurrent kernel's gradient is one large matmul after it.
 
-    The gates come from one tanh a step, as sigmoid(z) = (tanh(z / 2) + 1) / 2 and TensorFlow's
-    CPU sigmoid took twice a tanh's time here (a forward step 1.2x faster): the sigmoid
-    gates' columns of the kernels and the bias are halved before the matmuls (small tensors,
-    once a step of training), so the loop runs on z' = z * SCALE.
+    The gates come from one tanh a step, as sigmoid(z) = (tanh(z / 2) + 1) / 2 and
+    TensorFlow's CPU sigmoid took twice a tanh's time here (a forward step 1.2x faster): the
+    sigmoid gates' columns of the kernels and the bias are halved before the matmuls (small
+    tensors, once a training step), so the loop runs on z' = z * scale.
     """
     kernel, recurrent_kernel, bias = weights
     units = recurrent_kernel.shape[0]
@@ -326,8 +326,8 @@ def reverse_within(x, rows):
     reversal is its own inverse, so its gradient is the same gather (a gather's own would
     sum scattered slices)."""
     def gather(tensor):
-        return tf.reshape(tf.gather(tf.reshape(tensor, tf.concat([[-1], tf.shape(tensor)[2:]], 0)),
-                                    rows), tf.shape(tensor))
+        rows_first = tf.reshape(tensor, tf.concat([[-1], tf.shape(tensor)[2:]], 0))
+        return tf.reshape(tf.gather(rows_first, rows), tf.shape(tensor))
     return gather(x), lambda upstream: (gather(upstream), None)
 
 
