@@ -28,7 +28,7 @@ def _conv_stack(ink, mask, params, training):
         if params.batch_norm:
             x = _batch_norm(x, mask, training, f"batch_norm_{i}")
         if i > 0 and params.dropout > 0 and training:
-            x = tf.nn.dropout(x, rate=params.dropout)
+            x = x * recurrent.dropout_mask(tf.shape(x), params.dropout)
         with tf.compat.v1.variable_scope(f"conv1d_{i}"):
             kernel = tf.compat.v1.get_variable("kernel", [width, x.shape[-1], filters])
             bias = tf.compat.v1.get_variable("bias", [filters],

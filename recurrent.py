@@ -307,8 +307,17 @@ def dropout_mask(shape, rate):
 
     The stack draws all its layers' masks at once from its input's shape, so the draw runs
     beside the first layer; tf.nn.dropout draws from the shape of the layer it follows,
-    between two layers, where it stalled the stack (1.03-1.09x faster at batch 32 and 64)."""
-    return tf.cast(tf.random.uniform(shape) >= rate, tf.float32) / (1 - rate)
+    between two layers, where it stalled the stack (1.03-1.09x faster at batch 32 and 64).
+    Each element is 16 random bits (a rate within 2**-16 of the one asked): one 32-bit draw
+    serves two elements, and the draw, not the arithmetic, is the cost (a float per element
+    took 1.6x as long here, 6% of a training step at batch 64)."""
+    size = tf.reduce_prod(shape)
+    seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    bits = tf.random.stateless_uniform([(size + 1) // 2], seed, minval=None, maxval=None,
+                                       dtype=tf.uint32)
+    halves = tf.reshape(tf.bitcast(bits, tf.uint16), [-1])[:size]
+    threshold = min(int(round(rate * 2 ** 16)), 2 ** 16 - 1)
+    return tf.cast(tf.reshape(halves, shape) >= threshold, tf.float32) / (1 - rate)
 
 
 def reversal(lengths, steps):

@@ -183,6 +183,20 @@ def test_dropout_mask_keeps_the_share_asked_scaled_up():
     assert (value[0] != value[1]).mean() > 0.3
 
 
+def test_dropout_mask_of_an_odd_size_and_a_rate_near_one_and_reproducible_from_the_seed():
+    values = []
+    for _ in range(2):
+        with tf.Graph().as_default():
+            tf.compat.v1.set_random_seed(3)
+            masks = recurrent.dropout_mask([5, 7, 3], 0.5), recurrent.dropout_mask([2000], 0.99999)
+            with tf.compat.v1.Session() as session:
+                values.append(session.run(masks))
+    (odd, near_one), (odd_again, _) = values
+    assert odd.shape == (5, 7, 3) and 0.3 < (odd > 0).mean() < 0.7
+    np.testing.assert_array_equal(odd, odd_again)
+    assert (near_one > 0).sum() <= 2
+
+
 def test_reverse_within_lengths_is_reverse_sequence_and_so_is_its_gradient():
     x, lengths = sequences(seed=6)
     x = np.transpose(x, [1, 0, 2])  # time-major
