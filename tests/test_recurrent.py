@@ -188,7 +188,7 @@ def test_dropout_mask_of_an_odd_size_and_a_rate_near_one_and_reproducible_from_t
     for _ in range(2):
         with tf.Graph().as_default():
             tf.compat.v1.set_random_seed(3)
-            masks = recurrent.dropout_mask([5, 7, 3], 0.5), recurrent.dropout_mask([2000], 0.99999)
+            masks = recurrent.dropout_mask([5, 7, 3], 0.5), recurrent.dropout_mask([2000], 0.999999)
             with tf.compat.v1.Session() as session:
                 values.append(session.run(masks))
     (odd, near_one), (odd_again, _) = values
