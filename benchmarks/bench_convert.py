@@ -14,12 +14,12 @@ import filecmp
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
 
-from common import REPO  # first: it puts the repository on sys.path
+import common  # first: it puts the repository on sys.path
+from common import REPO  # noqa: E402
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -94,13 +94,10 @@ def project_convert(out, num_workers):
 
 def peak_memory_mb(ndjson_path, output_path):
     """Peak resident memory of `create_dataset.py --num_workers=1` (all in one process)."""
-    process = subprocess.Popen(
+    usage = common.run_for_usage(
         [sys.executable, os.path.join(REPO, "create_dataset.py"), f"--ndjson_path={ndjson_path}",
          f"--output_path={output_path}", "--train_observations_per_class=1000000000",
-         "--eval_observations_per_class=0", "--num_workers=1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    assert status == 0
+         "--eval_observations_per_class=0", "--num_workers=1"])
     return usage.ru_maxrss / 1024
 
 

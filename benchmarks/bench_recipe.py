@@ -31,11 +31,12 @@ and the plot unless run again: seeds can be added one invocation at a time.
 import glob
 import json
 import os
-import subprocess
+import shutil
 import sys
 import time
 
-from common import REPO  # first: it puts the repository on sys.path
+import common  # first: it puts the repository on sys.path
+from common import REPO  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
@@ -77,11 +78,10 @@ def settings(name):
 
 
 def convert(ndjson_dir, output_dir, train, eval_):
-    subprocess.run([sys.executable, os.path.join(REPO, "create_dataset.py"),
-                    f"--ndjson_path={ndjson_dir}", f"--output_path={output_dir}",
-                    f"--train_observations_per_class={train}",
-                    f"--eval_observations_per_class={eval_}", "--output_shards=4"],
-                   check=True, capture_output=True)
+    common.run([sys.executable, os.path.join(REPO, "create_dataset.py"),
+                f"--ndjson_path={ndjson_dir}", f"--output_path={output_dir}",
+                f"--train_observations_per_class={train}",
+                f"--eval_observations_per_class={eval_}", "--output_shards=4"])
 
 
 def prepare(classes, ndjson_path, folder):
@@ -136,7 +136,7 @@ def eval_curve(model_dir, start):
 def train_run(name, seed, data, folder):
     model_dir = os.path.join(folder, f"{name}-seed{seed}")
     if os.path.exists(model_dir):
-        subprocess.run(["rm", "-rf", model_dir], check=True)
+        shutil.rmtree(model_dir)
     sample = 0 if FLAGS.classes == "17" else FLAGS.eval_sample
     command = [sys.executable, os.path.join(REPO, "train_model.py"), *RUN_FLAGS[name],
                f"--training_data={data['training_data']}", f"--eval_data={data['eval_data']}",
@@ -144,7 +144,7 @@ def train_run(name, seed, data, folder):
                f"--max_minutes={FLAGS.minutes}", "--steps=100000000",
                "--save_checkpoints_secs=60", f"--eval_sample={sample}", f"--seed={seed}"]
     start = time.time()
-    subprocess.run(command, check=True, capture_output=True)
+    common.run(command)
     curve = eval_curve(model_dir, start)
     return {"run": name, "seed": seed, "curve": curve, "final_accuracy": curve[-1][2],
             "steps": curve[-1][1], "minutes": (time.time() - start) / 60,
@@ -153,10 +153,9 @@ def train_run(name, seed, data, folder):
 
 def peer_run(seed, data):
     def peer(*extra):
-        out = subprocess.run([FLAGS.torch_python, PEER, "--data", data["peer_data"],
-                              "--per_class", str(TRAIN_PER_CLASS), "--batch", "32",
-                              "--lr", "0.001", "--bucket", "--seed", str(seed), *extra],
-                             check=True, capture_output=True, text=True).stdout
+        out = common.run([FLAGS.torch_python, PEER, "--data", data["peer_data"],
+                          "--per_class", str(TRAIN_PER_CLASS), "--batch", "32",
+                          "--lr", "0.001", "--bucket", "--seed", str(seed), *extra]).stdout
         return json.loads(out.strip().splitlines()[-1])
     rate = peer("--steps", "100", "--warmup", "5")["examples_per_sec"]
     steps = int(rate * 60 * FLAGS.minutes / 32)

@@ -16,12 +16,12 @@ import logging
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-from common import REPO  # first: it puts the repository on sys.path
+import common  # first: it puts the repository on sys.path
+from common import REPO  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
@@ -79,13 +79,10 @@ def main(_):
 
         start = time.perf_counter()
         train, evals = round(10000 * FLAGS.fraction), round(1000 * FLAGS.fraction)
-        process = subprocess.Popen(
+        usage = common.run_for_usage(
             [sys.executable, os.path.join(REPO, "create_dataset.py"), f"--ndjson_path={ndjson}",
              f"--output_path={data}", f"--train_observations_per_class={train}",
-             f"--eval_observations_per_class={evals}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
-        assert status == 0, "create_dataset.py failed"
+             f"--eval_observations_per_class={evals}"])
         seconds = time.perf_counter() - start
         workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"create_dataset.py: {seconds:.0f} s; peak memory {usage.ru_maxrss / 1024:.0f} "

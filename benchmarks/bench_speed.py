@@ -30,7 +30,6 @@ the peer's rate of the same round (median and range over the rounds).
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -80,9 +79,8 @@ def child(measure, data_dir, onednn, *extra):
     env = onednn_env(onednn)
     if measure == "peak":
         env["TF_NUM_INTRAOP_THREADS"] = str(os.cpu_count())
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--measure={measure}",
-                          f"--data_dir={data_dir}", *extra], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = common.run([sys.executable, os.path.abspath(__file__), f"--measure={measure}",
+                      f"--data_dir={data_dir}", *extra], env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -118,12 +116,11 @@ def measure_training(data_dir, batch_size):
 
 def run_peer(ndjson, batch_size, steps):
     try:
-        out = subprocess.run(
+        out = common.run(
             [FLAGS.torch_python, PEER, f"--data={ndjson}", f"--per_class={FLAGS.per_class}",
              f"--batch={batch_size}", f"--steps={steps}", "--warmup=3", "--lr=1e-3",
-             "--bucket"], check=True, capture_output=True, text=True,
-            cwd=os.path.dirname(PEER)).stdout
-    except (OSError, subprocess.CalledProcessError) as error:
+             "--bucket"], cwd=os.path.dirname(PEER)).stdout
+    except (OSError, common.CommandFailed) as error:
         print(f"PyTorch peer skipped: {error}", file=sys.stderr)
         return None
     return json.loads(out.strip().splitlines()[-1])["examples_per_sec"]
@@ -133,13 +130,13 @@ def full_run_rate(data_dir, model_dir, onednn):
     """Steps/s of train_model.py at batch 8 from its global_step/sec lines (the first, which
     includes the start, left out)."""
     import data_format
-    log = subprocess.run(
+    log = common.run(
         [sys.executable, os.path.join(REPO, "train_model.py"),
          f"--training_data={data_format.shard_pattern(data_dir, data_format.TRAINING)}",
          f"--eval_data={data_format.shard_pattern(data_dir, data_format.EVAL)}",
          f"--model_dir={model_dir}", f"--steps={FLAGS.full_run_steps}",
          "--verbosity=1"],  # TensorFlow's global_step/sec lines
-        env=onednn_env(onednn), check=True, capture_output=True, text=True).stderr
+        env=onednn_env(onednn)).stderr
     rates = [float(r) for r in re.findall(r"global_step/sec: ([0-9.]+)", log)][1:]
     return sum(rates) / len(rates)
 
@@ -162,11 +159,10 @@ def main(_):
             with open(path, "rb") as f:
                 if sum(1 for _ in f) >= LARGE_CLASS:
                     os.symlink(path, os.path.join(ndjson, name))
-        subprocess.run([sys.executable, os.path.join(REPO, "create_dataset.py"),
-                        f"--ndjson_path={ndjson}", f"--output_path={data_dir}",
-                        f"--train_observations_per_class={FLAGS.per_class}",
-                        "--eval_observations_per_class=10"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        common.run([sys.executable, os.path.join(REPO, "create_dataset.py"),
+                    f"--ndjson_path={ndjson}", f"--output_path={data_dir}",
+                    f"--train_observations_per_class={FLAGS.per_class}",
+                    "--eval_observations_per_class=10"])
         points, drawings = common.mean_points(
             data_format.shard_pattern(data_dir, data_format.TRAINING))
         flop = lstm_flop_per_point(hparams.HParams())

@@ -16,7 +16,6 @@ SavedModel (median of repeated calls after loading). The model is the tutorial's
 import dataclasses
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -91,11 +90,9 @@ def main(_):
     with tempfile.TemporaryDirectory() as work_dir:
         data_dir = os.path.join(work_dir, "data")
         start = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(common.REPO, "create_dataset.py"),
-                        f"--ndjson_path={FLAGS.ndjson_path}", f"--output_path={data_dir}",
-                        "--train_observations_per_class=80",
-                        "--eval_observations_per_class=20"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        common.run([sys.executable, os.path.join(common.REPO, "create_dataset.py"),
+                    f"--ndjson_path={FLAGS.ndjson_path}", f"--output_path={data_dir}",
+                    "--train_observations_per_class=80", "--eval_observations_per_class=20"])
         convert_seconds = time.perf_counter() - start
         classes = data_format.read_classes(os.path.join(data_dir, data_format.CLASSES))
         train = data_format.shard_pattern(data_dir, data_format.TRAINING)

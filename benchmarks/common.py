@@ -2,7 +2,9 @@
 --ndjson_path flag they share."""
 
 import os
+import subprocess
 import sys
+import tempfile
 
 from absl import flags
 
@@ -13,6 +15,39 @@ import tf_env  # noqa: E402,F401  (before TensorFlow's import)
 
 flags.DEFINE_string("ndjson_path", os.path.join(REPO, "..", "shared", "data", "quickdraw"),
                     "Directory of <class>.ndjson files.")
+
+
+class CommandFailed(RuntimeError):
+    """A benchmark's child command exited non-zero."""
+
+
+def _failed(command, returncode, stderr):
+    # The project's scripts end on a one-line error: the line to show, not a
+    # CalledProcessError naming only the command.
+    lines = (stderr or "").strip().splitlines() or ["(nothing on stderr)"]
+    name = os.path.basename(command[1])
+    return CommandFailed(f"{name} exited with {returncode}: {lines[-1]}")
+
+
+def run(command, **kwargs):
+    """subprocess.run(command) with its output captured as text; CommandFailed, ending on the
+    child's last line of stderr, if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode:
+        raise _failed(command, result.returncode, result.stderr)
+    return result
+
+
+def run_for_usage(command):
+    """Runs command (output discarded); returns its os.wait4 resource usage (ru_maxrss: its
+    peak memory) or raises CommandFailed as run does."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        if status:
+            stderr.seek(0)
+            raise _failed(command, os.waitstatus_to_exitcode(status), stderr.read())
+    return usage
 
 
 def training_rate(pattern, params, batch_size, bucket, seconds):
