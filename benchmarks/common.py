@@ -1,5 +1,5 @@
-"""Imported first by the benchmarks: the repository on sys.path, TensorFlow quieted, and the
---ndjson_path flag they share."""
+"""Imported first by the benchmarks: the repository on sys.path, TensorFlow quieted, the
+--ndjson_path flag they share, and how they run the project's scripts."""
 
 import os
 import subprocess
