@@ -44,9 +44,11 @@ def run_for_usage(command):
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         _, status, usage = os.wait4(process.pid, 0)
+        # Reaped here, not by Popen.wait: told, so that Popen does not warn it still runs.
+        process.returncode = os.waitstatus_to_exitcode(status)
         if status:
             stderr.seek(0)
-            raise _failed(command, os.waitstatus_to_exitcode(status), stderr.read())
+            raise _failed(command, process.returncode, stderr.read())
     return usage
 
 

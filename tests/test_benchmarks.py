@@ -16,7 +16,8 @@ def _script(tmp_path, body):
 
 
 def test_run_returns_the_output(tmp_path):
-    result = common.run(_script(tmp_path, "import sys; print('out'); print('err', file=sys.stderr)"))
+    result = common.run(_script(tmp_path, "import sys\nprint('out')\n"
+                                          "print('err', file=sys.stderr)\n"))
     assert (result.stdout, result.stderr) == ("out\n", "err\n")
 
 
