@@ -221,16 +221,18 @@ class _Progress(tf.estimator.SessionRunHook):
 
 
 class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
-    """During training, evaluates (the eval sample) and exports after a checkpoint once
-    training has gone on for --save_checkpoints_secs and for 9 times as long as the last
-    evaluation took, counted from its end: evaluations never run back to back and take about
-    10% of the time at most, whatever their size. (The Estimator's own schedule counts from
-    the start of an evaluation, so one longer than the interval starves training.) The
-    checkpoint where training ends is left to the final evaluation."""
+    """During training, evaluates (the eval sample) and exports after each checkpoint, once
+    training has gone on for 9 times as long as the last evaluation took, counted from its
+    end: evaluations never run back to back and take about 10% of the time at most, whatever
+    their size. (The Estimator's own schedule counts from the start of an evaluation, so one
+    longer than the interval starves training.) With checkpoints by steps, evaluations also
+    start --save_checkpoints_secs apart at least; checkpoints by time are spaced by the
+    saver. The checkpoint where training ends is left to the final evaluation."""
 
-    def __init__(self, evaluate_and_export, min_seconds, horizon):
+    def __init__(self, evaluate_and_export, config, horizon):
         self._evaluate_and_export = evaluate_and_export
-        self._min_seconds = min_seconds
+        self._min_seconds = config.save_checkpoints_secs if config.save_checkpoints_steps \
+            else 0
         self._horizon = horizon
         self.count, self.seconds = 0, 0.0
         self.last = None  # the last evaluation's metrics
@@ -251,7 +253,9 @@ class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
         logging.info("evaluation at step %d (%.0f s with the export): %s", global_step_value,
                      end - start, _metrics_text(self.last))
         self.count, self.seconds = self.count + 1, self.seconds + end - start
-        self._next = end + max(self._min_seconds, 9 * (end - start))
+        # --save_checkpoints_secs counted from the end skipped every other checkpoint by
+        # time: the saver counts its interval from the one before this evaluation.
+        self._next = max(start + self._min_seconds, end + 9 * (end - start))
 
 
 def train_and_evaluate(config):
@@ -300,7 +304,7 @@ def train_and_evaluate(config):
         return metrics
 
     strategy = estimator.config.train_distribute
-    evaluations = _Evaluations(evaluate_and_export, config.save_checkpoints_secs, horizon)
+    evaluations = _Evaluations(evaluate_and_export, config, horizon)
     hooks = [_Progress(config.log_steps, hparams.batch_size * (
         strategy.num_replicas_in_sync if strategy else 1), horizon,
         evaluations if task is None else None)]

@@ -149,6 +149,36 @@ def test_evaluations_never_starve_training(self_test_data, tmp_path, log_lines):
     assert (metrics["global_step"], metrics["eval_drawings"]) == (400, 36)
 
 
+@pytest.mark.parametrize("eval_seconds, by_steps, evaluated", [
+    (4, False, [60, 120, 180, 240]),  # every checkpoint, a minute apart
+    (10, False, [60, 180]),  # 9 x 10 s of training between evaluations: every other one
+    (4, True, [60, 180]),  # checkpoints by steps: 100 s from one's start to the next
+])
+def test_which_checkpoints_are_evaluated(monkeypatch, tmp_path, eval_seconds, by_steps,
+                                         evaluated):
+    clock = [0.0]
+    monkeypatch.setattr(training.time, "monotonic", lambda: clock[0])
+    steps = []
+
+    def evaluate_and_export(final):
+        steps.append(step)
+        clock[0] += eval_seconds
+        return dict(accuracy=0.5, top_3_accuracy=0.9, loss=1.0, eval_drawings=12)
+
+    config = train_config(tmp_path, tmp_path, save_checkpoints_secs=100 if by_steps else 60,
+                          save_checkpoints_steps=50 if by_steps else None)
+    evaluations = training._Evaluations(evaluate_and_export, config,
+                                        training.model.Horizon(1000))
+    evaluations.begin()
+    # The saver writes a checkpoint as training starts, then one a minute, counted from
+    # the one before (the evaluation's time included), and one where training ends.
+    for step in (0, 60, 120, 180, 240, 1000):
+        clock[0] = max(clock[0], step + 0.01)
+        evaluations.after_save(None, step)
+    assert steps == evaluated
+    assert evaluations.count == len(evaluated)
+
+
 def first_batch(config, stream):
     index, count, seed = stream
     dataset = input_pipeline.input_fn(config.training_data, True, 16, seed=seed,
