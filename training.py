@@ -253,8 +253,8 @@ class _Evaluations(tf.compat.v1.train.CheckpointSaverListener):
         logging.info("evaluation at step %d (%.0f s with the export): %s", global_step_value,
                      end - start, _metrics_text(self.last))
         self.count, self.seconds = self.count + 1, self.seconds + end - start
-        # --save_checkpoints_secs counted from the end skipped every other checkpoint by
-        # time: the saver counts its interval from the one before this evaluation.
+        # min_seconds from the start: the saver counts its interval from the checkpoint
+        # before this evaluation, so counted from the end the next one always came early.
         self._next = max(start + self._min_seconds, end + 9 * (end - start))
 
 
