@@ -54,18 +54,6 @@ flags.DEFINE_string("data_dir", None, "Internal: the converted drawings.")
 FLAGS = flags.FLAGS
 
 PEER = os.path.join(REPO, "..", "shared", "peers", "peer_torch.py")
-LARGE_CLASS = 598  # drawings: the 17 large classes of ../shared/data/quickdraw
-
-
-def lstm_flop_per_point(params):
-    """Training FLOPs of the recurrent matmuls per drawing point: per layer and direction,
-    x @ kernel and h @ recurrent_kernel, 2 * in * 4 units each; backward twice forward. The
-    recurrent layers read one point in params.time_stride."""
-    forward, inputs = 0, params.num_conv[-1]
-    for _ in range(params.num_layers):
-        forward += 2 * 2 * 4 * params.num_nodes * (inputs + params.num_nodes)
-        inputs = 2 * params.num_nodes
-    return 3 * forward / params.time_stride
 
 
 def onednn_env(onednn):
@@ -152,20 +140,10 @@ def main(_):
     import data_format
     import hparams
     with tempfile.TemporaryDirectory() as work:
-        ndjson, data_dir = os.path.join(work, "ndjson"), os.path.join(work, "data")
-        os.makedirs(ndjson)
-        for name in sorted(os.listdir(FLAGS.ndjson_path)):
-            path = os.path.join(FLAGS.ndjson_path, name)
-            with open(path, "rb") as f:
-                if sum(1 for _ in f) >= LARGE_CLASS:
-                    os.symlink(path, os.path.join(ndjson, name))
-        common.run([sys.executable, os.path.join(REPO, "create_dataset.py"),
-                    f"--ndjson_path={ndjson}", f"--output_path={data_dir}",
-                    f"--train_observations_per_class={FLAGS.per_class}",
-                    "--eval_observations_per_class=10"])
+        ndjson, data_dir = common.convert_large_classes(FLAGS.ndjson_path, work, FLAGS.per_class)
         points, drawings = common.mean_points(
             data_format.shard_pattern(data_dir, data_format.TRAINING))
-        flop = lstm_flop_per_point(hparams.HParams())
+        flop = common.lstm_flop_per_point(hparams.HParams())
         batch_sizes = list(map(int, FLAGS.batch_sizes))
         # Each round measures everything once, in turn, so that a slow spell of the machine
         # falls on every contender of a round rather than on one of them.

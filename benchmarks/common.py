@@ -38,6 +38,25 @@ def run(command, **kwargs):
     return result
 
 
+LARGE_CLASS = 598  # drawings: each of the 17 large classes of ../shared/data/quickdraw has more
+
+
+def convert_large_classes(ndjson_path, work, per_class, eval_per_class=10):
+    """Converts the classes of ndjson_path with at least LARGE_CLASS drawings (linked into
+    work/ndjson) into work/data, per_class training drawings each; returns both folders."""
+    ndjson, data_dir = os.path.join(work, "ndjson"), os.path.join(work, "data")
+    os.makedirs(ndjson)
+    for name in sorted(os.listdir(ndjson_path)):
+        path = os.path.join(ndjson_path, name)
+        with open(path, "rb") as f:
+            if sum(1 for _ in f) >= LARGE_CLASS:
+                os.symlink(path, os.path.join(ndjson, name))
+    run([sys.executable, os.path.join(REPO, "create_dataset.py"), f"--ndjson_path={ndjson}",
+         f"--output_path={data_dir}", f"--train_observations_per_class={per_class}",
+         f"--eval_observations_per_class={eval_per_class}"])
+    return ndjson, data_dir
+
+
 def run_for_usage(command):
     """Runs command (output discarded); returns its os.wait4 resource usage (ru_maxrss: its
     peak memory) or raises CommandFailed as run does."""
@@ -80,6 +99,17 @@ def training_rate(pattern, params, batch_size, bucket, seconds):
             while time.perf_counter() - start < seconds:
                 points += session.run(step)[1]
             return points / (time.perf_counter() - start)
+
+
+def lstm_flop_per_point(params):
+    """Training FLOPs of the recurrent matmuls per drawing point: per layer and direction,
+    x @ kernel and h @ recurrent_kernel, 2 * in * 4 units each; backward twice forward. The
+    recurrent layers read one point in params.time_stride."""
+    forward, inputs = 0, params.num_conv[-1]
+    for _ in range(params.num_layers):
+        forward += 2 * 2 * 4 * params.num_nodes * (inputs + params.num_nodes)
+        inputs = 2 * params.num_nodes
+    return 3 * forward / params.time_stride
 
 
 def mean_points(pattern):

@@ -35,3 +35,19 @@ def test_a_failed_child_ends_on_its_own_error_line(tmp_path):
 def test_run_for_usage_gives_the_peak_memory(tmp_path):
     usage = common.run_for_usage(_script(tmp_path, "block = bytearray(200 * 2**20)\n"))
     assert usage.ru_maxrss > 200 * 1024  # KB
+
+
+def test_the_step_breakdown_counts_the_flops_bench_speed_counts():
+    import bench_step
+    import hparams
+    params = hparams.HParams()
+    rows = 1000
+    large = 2 * sum(bench_step.matmul_flop(*shape)
+                    for shape in bench_step.large_matmul_shapes(rows, params))
+    # What the large ones leave out: each loop step's h @ recurrent_kernel, forward and
+    # backward, in each layer and direction.
+    units = params.num_nodes
+    loops = params.num_layers * 2 * 2 * (2 * units * 4 * units) * rows
+    assert large + loops == pytest.approx(common.lstm_flop_per_point(params) * rows)
+    assert bench_step.matmul_flop([3, 5], [7, 5], False, True) == 2 * 3 * 5 * 7
+    assert bench_step.matmul_flop([5, 3], [5, 7], True, False) == 2 * 3 * 5 * 7
