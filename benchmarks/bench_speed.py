@@ -11,7 +11,10 @@ In one run, on the same drawings (the first 500 usable drawings of each of the 1
 - bare training steps of this project (input pipeline, model, Adam; no hooks) at each
   --batch_sizes, with length bucketing, under both oneDNN settings;
 - the PyTorch peer (../shared/peers/peer_torch.py --bucket: packed sequences, batches of
-  drawings of similar length) at the same batch sizes, if --torch_python runs;
+  drawings of similar length) at the same batch sizes, if --torch_python runs, as it is and
+  with glibc's malloc told to keep what it frees (PEER_MALLOC): as it is, at batch 64 it
+  spent most of its time in the kernel, handing large buffers back and faulting them in
+  again each step (here 2.1 of its 5.0 CPU-minutes; 2.3x faster kept);
 - the whole `train_model.py` run (input pipeline, hooks, summaries, checkpoints) at the
   tutorial's batch 8, from its global_step/sec log lines, against the bare step.
 
@@ -24,7 +27,7 @@ drawings a second would overstate it; its drawings/s is that over a drawing's me
 The peer's is its own: its batches are drawn at random from the whole data. It prints
 drawings/s, points/s, GFLOP/s (the LSTM matmuls' FLOPs, forward and backward, per drawing
 point), the share of the faster setting's matmul peak of the same round, and the ratio to
-the peer's rate of the same round (median and range over the rounds).
+the faster peer's rate of the same round (median and range over the rounds).
 """
 
 import json
@@ -54,6 +57,9 @@ flags.DEFINE_string("data_dir", None, "Internal: the converted drawings.")
 FLAGS = flags.FLAGS
 
 PEER = os.path.join(REPO, "..", "shared", "peers", "peer_torch.py")
+# No buffer handed back to the kernel (a threshold above any allocation), nor trimmed.
+PEER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "2000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000",
+               "MALLOC_TOP_PAD_": "1000000000"}
 
 
 def onednn_env(onednn):
@@ -102,12 +108,13 @@ def measure_training(data_dir, batch_size):
     return {"points_per_s": rate}
 
 
-def run_peer(ndjson, batch_size, steps):
+def run_peer(ndjson, batch_size, steps, malloc_kept):
     try:
         out = common.run(
             [FLAGS.torch_python, PEER, f"--data={ndjson}", f"--per_class={FLAGS.per_class}",
              f"--batch={batch_size}", f"--steps={steps}", "--warmup=3", "--lr=1e-3",
-             "--bucket"], cwd=os.path.dirname(PEER)).stdout
+             "--bucket"], cwd=os.path.dirname(PEER),
+            env=dict(os.environ, **PEER_MALLOC) if malloc_kept else None).stdout
     except (OSError, common.CommandFailed) as error:
         print(f"PyTorch peer skipped: {error}", file=sys.stderr)
         return None
@@ -158,9 +165,13 @@ def main(_):
                         f"--seconds={FLAGS.seconds}")["points_per_s"] / points
                 # as many drawings as this project trained in --seconds, at the peer's own
                 # pace: enough batches that their lengths average out
-                rates[batch_size, "peer"] = run_peer(ndjson, batch_size, steps=max(50, int(
-                    FLAGS.seconds * max(rates[batch_size, 0], rates[batch_size, 1])
-                    / batch_size)))
+                steps = max(50, int(FLAGS.seconds * max(rates[batch_size, 0],
+                                                        rates[batch_size, 1]) / batch_size))
+                for kept in (False, True):
+                    rates[batch_size, "peer", kept] = run_peer(ndjson, batch_size, steps, kept)
+                # The ratios are against the faster of the two, in each round.
+                peers = [rates[batch_size, "peer", kept] for kept in (False, True)]
+                rates[batch_size, "peer"] = None if None in peers else max(peers)
             rounds.append((peaks, rates))
             print(f"round {round_index + 1}/{FLAGS.rounds}: GFLOP/s peaks "
                   f"{ {k: round(v) for k, v in peaks.items()} }, drawings/s "
@@ -182,13 +193,15 @@ def main(_):
     print(f"fp32 matmul peak (4096^3), median of {len(rounds)} rounds: oneDNN off "
           f"{peaks[0]:.0f} GFLOP/s, on {peaks[1]:.0f} GFLOP/s")
     print("medians over the rounds; of peak: against the faster setting's peak of the same "
-          "round; vs peer: against the peer's rate of the same round")
+          "round; vs peer: against the faster peer's rate of the same round")
     print(f"{'batch':>5}  {'what':<30} {'drawings/s':>10} {'points/s':>9} {'GFLOP/s':>8} "
           f"{'of peak':>8} {'vs peer':>8} {'range vs peer':>14}")
     for batch_size in batch_sizes:
         for what, name in ((0, "this project, oneDNN off"), (1, "this project, oneDNN on"),
-                           ("peer", "PyTorch peer, bucketed")):
-            rates = [round_rates[batch_size, what] for _, round_rates in rounds]
+                           (("peer", False), "PyTorch peer, bucketed"),
+                           (("peer", True), "  the same, malloc kept")):
+            key = (batch_size, *what) if isinstance(what, tuple) else (batch_size, what)
+            rates = [round_rates[key] for _, round_rates in rounds]
             if None in rates:
                 continue
             peers = [round_rates[batch_size, "peer"] for _, round_rates in rounds]
