@@ -38,7 +38,7 @@ def run(command, **kwargs):
     return result
 
 
-LARGE_CLASS = 598  # drawings: each of the 17 large classes of ../shared/data/quickdraw has more
+LARGE_CLASS = 598  # drawings: the fewest of the 17 large classes of ../shared/data/quickdraw
 
 
 def convert_large_classes(ndjson_path, work, per_class, eval_per_class=10):
