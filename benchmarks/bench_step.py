@@ -8,10 +8,10 @@ On bench_speed.py's drawings (the first 500 of each of the 17 large classes), in
 - the bare training step (common.training_rate) on every core, and on one core (the process
   pinned to one CPU, one thread for ops and one for scheduling them);
 - the 4096^3 fp32 matmul peak on every core and on one;
-- on one core, the step's large matmuls at its shapes
-  (batch x the mean drawing's points rows): for each layer and direction the input
-  projection, its input and kernel gradients and the recurrent kernel's gradient, which
-  hold all the recurrent layers' FLOPs but the per-step matmuls of the loops.
+- on one core, the step's large matmuls at its shapes (batch x the mean drawing's points
+  rows): for each layer and direction the input projection, its input and kernel gradients
+  and the recurrent kernel's gradient, which hold all the recurrent layers' FLOPs but the
+  per-step matmuls of the loops.
 
 It prints the one-core step's GFLOP/s against the one-core peak and how much of its time the
 large matmuls take; the rest is the loops (a [batch, 128] x [128, 512] matmul and a dozen
