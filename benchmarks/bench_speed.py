@@ -35,7 +35,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from statistics import median
 
 import common  # first: it puts the repository on sys.path
@@ -78,26 +77,6 @@ def child(measure, data_dir, onednn, *extra):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def measure_peak():
-    import tensorflow as tf
-    n = 4096
-    graph = tf.Graph()
-    with graph.as_default():
-        # Both operands variables: drawing one anew in each run took 15% of the time here.
-        a = tf.Variable(tf.random.normal([n, n]))
-        b = tf.Variable(tf.random.normal([n, n]))
-        product = tf.reduce_sum(tf.matmul(a, b))
-        with tf.compat.v1.Session() as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            session.run(product)
-            times = []
-            for _ in range(5):
-                start = time.perf_counter()
-                session.run(product)
-                times.append(time.perf_counter() - start)
-    return {"gflops": 2 * n ** 3 / min(times) / 1e9}
-
-
 def measure_training(data_dir, batch_size):
     import data_format
     import hparams
@@ -138,7 +117,7 @@ def full_run_rate(data_dir, model_dir, onednn):
 
 def main(_):
     if FLAGS.measure == "peak":
-        print(json.dumps(measure_peak()))
+        print(json.dumps({"gflops": common.matmul_peak() / 1e9}))
         return
     if FLAGS.measure:
         print(json.dumps(measure_training(FLAGS.data_dir, int(FLAGS.measure))))
@@ -197,11 +176,11 @@ def main(_):
     print(f"{'batch':>5}  {'what':<30} {'drawings/s':>10} {'points/s':>9} {'GFLOP/s':>8} "
           f"{'of peak':>8} {'vs peer':>8} {'range vs peer':>14}")
     for batch_size in batch_sizes:
-        for what, name in ((0, "this project, oneDNN off"), (1, "this project, oneDNN on"),
+        for what, name in (((0,), "this project, oneDNN off"),
+                           ((1,), "this project, oneDNN on"),
                            (("peer", False), "PyTorch peer, bucketed"),
                            (("peer", True), "  the same, malloc kept")):
-            key = (batch_size, *what) if isinstance(what, tuple) else (batch_size, what)
-            rates = [round_rates[key] for _, round_rates in rounds]
+            rates = [round_rates[(batch_size, *what)] for _, round_rates in rounds]
             if None in rates:
                 continue
             peers = [round_rates[batch_size, "peer"] for _, round_rates in rounds]

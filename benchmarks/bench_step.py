@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from statistics import median
 
 import common  # first: it puts the repository on sys.path
@@ -37,16 +36,6 @@ flags.DEFINE_integer("per_class", 500, "Training drawings a class.")
 flags.DEFINE_string("measure", None, "Internal: what a child process measures.")
 flags.DEFINE_string("data_dir", None, "Internal: the converted drawings.")
 FLAGS = flags.FLAGS
-
-
-def best_seconds(session, fetch, runs=5):
-    session.run(fetch)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(fetch)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def large_matmul_shapes(rows, params):
@@ -70,38 +59,16 @@ def matmul_flop(a, b, transpose_a, transpose_b):
     return 2 * m * k * n
 
 
-def large_matmuls(rows, params):
-    """(seconds, FLOPs) of one step's large matmuls (both directions) over `rows` points on
-    the cores this process has, and the 4096^3 matmul's FLOP/s."""
-    import tensorflow as tf
-    shapes = large_matmul_shapes(rows, params)
-    graph = tf.Graph()
-    with graph.as_default():
-        def product(a, b, transpose_a, transpose_b):
-            # Variables: drawing the operands anew in each run would be timed too.
-            return tf.reduce_sum(tf.matmul(tf.Variable(tf.random.normal(a)),
-                                           tf.Variable(tf.random.normal(b)),
-                                           transpose_a=transpose_a, transpose_b=transpose_b))
-        products = [product(*shape) for shape in shapes]
-        peak = product([4096, 4096], [4096, 4096], False, False)
-        with tf.compat.v1.Session() as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            seconds = 2 * sum(best_seconds(session, p) for p in products)
-            peak_seconds = best_seconds(session, peak)
-    return (seconds, 2 * sum(matmul_flop(*shape) for shape in shapes),
-            2 * 4096 ** 3 / peak_seconds)
-
-
 def child(measure, data_dir, one_core):
     """Runs this script's `measure` in a child process, pinned to one CPU or not; returns
-    its JSON line. On every core, the matmuls split across all of them, as for the peak."""
+    its JSON line. On every core, the peak's matmul splits across all of them."""
     env = dict(os.environ)
     kwargs = {}
     if one_core:
         env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
         cpu = min(os.sched_getaffinity(0))
         kwargs["preexec_fn"] = lambda: os.sched_setaffinity(0, {cpu})
-    elif measure == "matmuls":
+    elif measure == "peak":
         env["TF_NUM_INTRAOP_THREADS"] = str(len(os.sched_getaffinity(0)))
     out = common.run([sys.executable, os.path.abspath(__file__), f"--measure={measure}",
                       f"--data_dir={data_dir}", f"--seconds={FLAGS.seconds}",
@@ -110,6 +77,8 @@ def child(measure, data_dir, one_core):
 
 
 def measure(data_dir):
+    if FLAGS.measure == "peak":
+        return {"peak_gflops": common.matmul_peak() / 1e9}
     import data_format
     import hparams
     pattern = data_format.shard_pattern(data_dir, data_format.TRAINING)
@@ -120,9 +89,11 @@ def measure(data_dir):
                                                      FLAGS.seconds)}
     points, _ = common.mean_points(pattern)
     rows = round(FLAGS.batch_size * points)
-    seconds, flop, peak = large_matmuls(rows, params)
-    return {"seconds_per_point": seconds / rows, "flop_per_point": flop / rows,
-            "peak_gflops": peak / 1e9}
+    shapes = large_matmul_shapes(rows, params)
+    seconds = 2 * sum(common.matmul_seconds(shapes))  # both directions
+    return {"seconds_per_point": seconds / rows,
+            "flop_per_point": 2 * sum(matmul_flop(*shape) for shape in shapes) / rows,
+            "peak_gflops": common.matmul_peak() / 1e9}
 
 
 def main(_):
@@ -139,7 +110,7 @@ def main(_):
             rounds.append({"all": child("step", data_dir, False)["points_per_s"],
                            "one": child("step", data_dir, True)["points_per_s"],
                            **child("matmuls", data_dir, True),
-                           "all_peak_gflops": child("matmuls", data_dir, False)["peak_gflops"]})
+                           "all_peak_gflops": child("peak", data_dir, False)["peak_gflops"]})
             print(f"round {index + 1}/{FLAGS.rounds}: {rounds[-1]}", file=sys.stderr,
                   flush=True)
 
@@ -165,6 +136,7 @@ def main(_):
           f"{median(r['all_peak_gflops'] / r['peak_gflops'] for r in rounds):.2f}x one core's)")
     print(f"  {median(r['all'] / r['one'] for r in rounds) / cores:.0%} of {cores} times the "
           f"one-core step")
+
 
 if __name__ == "__main__":
     app.run(main)

@@ -101,6 +101,40 @@ def training_rate(pattern, params, batch_size, bucket, seconds):
             return points / (time.perf_counter() - start)
 
 
+def best_seconds(session, fetch, runs=5):
+    """The fastest of `runs` session.run(fetch), after one untimed."""
+    import time
+    session.run(fetch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(fetch)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_seconds(shapes):
+    """Best seconds of each matmul of `shapes`, (a, b, transpose_a, transpose_b), on the
+    threads TensorFlow's environment gives this process."""
+    import tensorflow as tf
+    graph = tf.Graph()
+    with graph.as_default():
+        # Both operands variables: drawing one anew in each run took 15% of the time here.
+        products = [tf.reduce_sum(tf.matmul(
+            tf.Variable(tf.random.normal(a)), tf.Variable(tf.random.normal(b)),
+            transpose_a=transpose_a, transpose_b=transpose_b))
+            for a, b, transpose_a, transpose_b in shapes]
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            return [best_seconds(session, product) for product in products]
+
+
+def matmul_peak(n=4096):
+    """FLOP/s of an [n, n] x [n, n] fp32 matmul: the peak the benchmarks measure against."""
+    (seconds,) = matmul_seconds([([n, n], [n, n], False, False)])
+    return 2 * n ** 3 / seconds
+
+
 def lstm_flop_per_point(params):
     """Training FLOPs of the recurrent matmuls per drawing point: per layer and direction,
     x @ kernel and h @ recurrent_kernel, 2 * in * 4 units each; backward twice forward. The
