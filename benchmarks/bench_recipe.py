@@ -20,7 +20,9 @@ included, as the user waits for them). Runs:
 - recipe: --flagfile=recipes/fast.flags;
 - peer: the PyTorch peer (../shared/peers/peer_torch.py --bucket, batch 32, Adam 1e-3; 17
   classes only), for as many steps as its measured rate fits in --minutes of training
-  (its start-up and evaluation are not counted against it), evaluated once at the end.
+  (its start-up and evaluation are not counted against it), evaluated once at the end;
+  with glibc's malloc as it is or keeping what it frees, whichever ran faster over 100
+  steps (as bench_speed.py compares).
 
 Prints each run's curve and a summary table (final top-1, mean over seeds), writes
 results.json to --output_dir and the curves as a PNG to --plot. Runs of earlier invocations
@@ -58,7 +60,6 @@ FLAGS = flags.FLAGS
 
 LARGE = ("cat dog horse bird flamingo duck circle scorpion owl monkey butterfly mosquito ant "
          "squiggle swan square triangle").split()
-PEER = os.path.join(REPO, "..", "shared", "peers", "peer_torch.py")
 TRAIN_PER_CLASS, EVAL_PER_CLASS = 500, 90  # the 17-class protocol
 RUN_FLAGS = {
     "tutorial": ["--batch_size=32", "--learning_rate=0.001"],
@@ -69,7 +70,7 @@ RUN_FLAGS = {
 def settings(name):
     """What a run's result depends on besides its seed: its flags, the recipe file's lines."""
     if name == "peer":
-        return ["peer_torch.py --bucket --batch 32 --lr 0.001"]
+        return ["peer_torch.py --bucket --batch 32 --lr 0.001", "malloc: the faster"]
     lines = list(RUN_FLAGS[name])
     if name == "recipe":
         with open(os.path.join(REPO, "recipes", "fast.flags")) as f:
@@ -152,19 +153,23 @@ def train_run(name, seed, data, folder):
 
 
 def peer_run(seed, data):
-    def peer(*extra):
-        out = common.run([FLAGS.torch_python, PEER, "--data", data["peer_data"],
+    def peer(env, *extra):
+        out = common.run([FLAGS.torch_python, common.PEER, "--data", data["peer_data"],
                           "--per_class", str(TRAIN_PER_CLASS), "--batch", "32",
-                          "--lr", "0.001", "--bucket", "--seed", str(seed), *extra]).stdout
+                          "--lr", "0.001", "--bucket", "--seed", str(seed), *extra],
+                         env=dict(os.environ, **env)).stdout
         return json.loads(out.strip().splitlines()[-1])
-    rate = peer("--steps", "100", "--warmup", "5")["examples_per_sec"]
-    steps = int(rate * 60 * FLAGS.minutes / 32)
+    # glibc's malloc as it is or keeping what it frees (bench_speed.py), whichever is faster
+    rates = {name: peer(env, "--steps", "100", "--warmup", "5")["examples_per_sec"]
+             for name, env in (("as it is", {}), ("kept", common.PEER_MALLOC))}
+    malloc = max(rates, key=rates.get)
+    steps = int(rates[malloc] * 60 * FLAGS.minutes / 32)
     start = time.time()
-    result = peer("--steps", str(steps), "--warmup", "0",
-                  "--eval_per_class", str(EVAL_PER_CLASS))
+    result = peer(common.PEER_MALLOC if malloc == "kept" else {}, "--steps", str(steps),
+                  "--warmup", "0", "--eval_per_class", str(EVAL_PER_CLASS))
     minutes = (time.time() - start) / 60
     return {"run": "peer", "seed": seed, "final_accuracy": result["eval_accuracy"],
-            "steps": steps, "minutes": minutes,
+            "steps": steps, "minutes": minutes, "malloc": malloc,
             "curve": [(minutes, steps, result["eval_accuracy"])],
             "settings": settings("peer"), "minutes_budget": FLAGS.minutes}
 

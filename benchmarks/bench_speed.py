@@ -55,11 +55,6 @@ flags.DEFINE_string("measure", None, "Internal: what a child process measures.")
 flags.DEFINE_string("data_dir", None, "Internal: the converted drawings.")
 FLAGS = flags.FLAGS
 
-PEER = os.path.join(REPO, "..", "shared", "peers", "peer_torch.py")
-# No buffer handed back to the kernel (a threshold above any allocation), nor trimmed.
-PEER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "2000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000",
-               "MALLOC_TOP_PAD_": "1000000000"}
-
 
 def onednn_env(onednn):
     """The environment of a child process with oneDNN off (0) or on (1)."""
@@ -90,10 +85,10 @@ def measure_training(data_dir, batch_size):
 def run_peer(ndjson, batch_size, steps, malloc_kept):
     try:
         out = common.run(
-            [FLAGS.torch_python, PEER, f"--data={ndjson}", f"--per_class={FLAGS.per_class}",
+            [FLAGS.torch_python, common.PEER, f"--data={ndjson}", f"--per_class={FLAGS.per_class}",
              f"--batch={batch_size}", f"--steps={steps}", "--warmup=3", "--lr=1e-3",
-             "--bucket"], cwd=os.path.dirname(PEER),
-            env=dict(os.environ, **PEER_MALLOC) if malloc_kept else None).stdout
+             "--bucket"], cwd=os.path.dirname(common.PEER),
+            env=dict(os.environ, **common.PEER_MALLOC) if malloc_kept else None).stdout
     except (OSError, common.CommandFailed) as error:
         print(f"PyTorch peer skipped: {error}", file=sys.stderr)
         return None

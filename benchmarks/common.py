@@ -38,6 +38,13 @@ def run(command, **kwargs):
     return result
 
 
+PEER = os.path.join(REPO, "..", "shared", "peers", "peer_torch.py")
+# glibc's malloc told to keep what it frees, for the PyTorch peer: as it is, at batch 64 the
+# peer spent most of its time in the kernel, handing large buffers back and faulting them in
+# again each step. No buffer handed back (a threshold above any allocation), nor trimmed.
+PEER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "2000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000",
+               "MALLOC_TOP_PAD_": "1000000000"}
+
 LARGE_CLASS = 598  # drawings: the fewest of the 17 large classes of ../shared/data/quickdraw
 
 
