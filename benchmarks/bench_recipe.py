@@ -160,13 +160,14 @@ def peer_run(seed, data):
                          env=dict(os.environ, **env)).stdout
         return json.loads(out.strip().splitlines()[-1])
     # glibc's malloc as it is or keeping what it frees (bench_speed.py), whichever is faster
+    envs = {"as it is": {}, "kept": common.PEER_MALLOC}
     rates = {name: peer(env, "--steps", "100", "--warmup", "5")["examples_per_sec"]
-             for name, env in (("as it is", {}), ("kept", common.PEER_MALLOC))}
+             for name, env in envs.items()}
     malloc = max(rates, key=rates.get)
     steps = int(rates[malloc] * 60 * FLAGS.minutes / 32)
     start = time.time()
-    result = peer(common.PEER_MALLOC if malloc == "kept" else {}, "--steps", str(steps),
-                  "--warmup", "0", "--eval_per_class", str(EVAL_PER_CLASS))
+    result = peer(envs[malloc], "--steps", str(steps), "--warmup", "0",
+                  "--eval_per_class", str(EVAL_PER_CLASS))
     minutes = (time.time() - start) / 60
     return {"run": "peer", "seed": seed, "final_accuracy": result["eval_accuracy"],
             "steps": steps, "minutes": minutes, "malloc": malloc,
