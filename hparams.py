@@ -35,6 +35,9 @@ class HParams:
     time_stride: int = _architecture(
         1, "Stride along time of the last conv1d layer: the recurrent layers read "
         "ceil(steps / this) steps of each drawing.", minimum=1)
+    positions: bool = _architecture(
+        False, "Feed the first conv each point's x and y in the drawing's bounding box beside "
+        "the ink's offsets (computed in the graph from the ink).")
     cell: str = _architecture("lstm", "Recurrent cell.", choices=tuple(recurrent.CELLS))
     batch_norm: bool = _architecture(False, "Batch normalization before each conv (its "
                                      "statistics count valid steps only, not padding).")

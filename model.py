@@ -78,11 +78,25 @@ def _batch_norm(x, mask, training, name, momentum=0.99, epsilon=1e-3):
     return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
 
 
+def positions(ink, mask):
+    """Each point's x and y in its drawing's bounding box, [batch, time, 2], zero past the end.
+
+    The ink holds offsets from the previous point, starting at the second point: their running
+    sum is each point's position relative to the first, and the box's corner is the least of
+    those (the first point's 0 included). Padding is zero, so the running sum repeats the last
+    point's position past the end and the least over all steps is the least over valid ones."""
+    relative = tf.cumsum(ink[:, :, :2] * mask, axis=1)
+    corner = tf.minimum(tf.reduce_min(relative, axis=1, keepdims=True), 0.0)
+    return (relative - corner) * mask
+
+
 def logits_fn(ink, lengths, params, training, kernel=None):
     """The network: ink [batch, time, 3] and lengths [batch] -> logits [batch, classes].
 
     kernel: what runs the recurrent layers (default: params.rnn_kernel, resolved)."""
     mask = tf.sequence_mask(lengths, tf.shape(ink)[1], dtype=tf.float32)[:, :, None]
+    if params.positions:
+        ink = tf.concat([ink, positions(ink, mask)], axis=-1)
     x = _conv_stack(ink, mask, params, training)
     if params.time_stride > 1:  # output step j of the strided conv is centred on step j * stride
         lengths = (lengths + params.time_stride - 1) // params.time_stride

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 import classifier
+import hparams
 import serving
+import training
 from cli import UserError
-from conftest import eval_lines
+from conftest import SMALL_HPARAMS, eval_lines, train_config
 
 
 def test_checkpoint_and_saved_model_agree(trained, quickdraw_subset):
@@ -25,6 +27,23 @@ def test_checkpoint_and_saved_model_agree(trained, quickdraw_subset):
         assert x.line == y.line and x.word == y.word and x.classes == y.classes
         np.testing.assert_allclose(x.probabilities, y.probabilities, atol=1e-5)
     assert sum(x.classes[0] == x.word for x in a) > 0.6 * len(a)
+
+
+def test_positions_are_computed_alike_from_a_checkpoint_and_in_the_export(
+        dataset, quickdraw_subset, tmp_path):
+    # --positions derives features from the ink inside the graph; the export must rebuild them.
+    training.train_and_evaluate(train_config(dataset, tmp_path, steps=30, hparams={
+        **SMALL_HPARAMS, "positions": True}))
+    from_checkpoint = classifier.load(classifier.PredictConfig(model_dir=str(tmp_path)))
+    from_export = classifier.load(classifier.PredictConfig(
+        saved_model=serving.export_dirs(str(tmp_path), "latest")[-1]))
+    assert hparams.load(str(tmp_path)).positions
+    lines = eval_lines(quickdraw_subset)[::16]
+    a = list(from_checkpoint.classify_lines(lines))
+    b = list(from_export.classify_lines(lines))
+    assert len(a) == len(b) == len(lines)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.probabilities, y.probabilities, atol=1e-5)
 
 
 def test_bad_lines_are_skipped_with_their_reasons(trained, quickdraw_subset):

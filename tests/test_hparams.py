@@ -17,11 +17,13 @@ CLASSES = ["cat", "dog", "owl", "swan"]
 def test_the_tutorials_defaults():
     defaults = hparams.HParams()
     assert (defaults.num_layers, defaults.num_nodes, defaults.num_conv, defaults.conv_len,
-            defaults.time_stride, defaults.cell, defaults.batch_norm, defaults.dropout,
-            defaults.learning_rate, defaults.gradient_clipping_norm, defaults.batch_size) == \
-        (3, 128, (48, 64, 96), (5, 5, 3), 1, "lstm", False, 0.3, 0.0001, 9.0, 8)
+            defaults.time_stride, defaults.positions, defaults.cell, defaults.batch_norm,
+            defaults.dropout, defaults.learning_rate, defaults.gradient_clipping_norm,
+            defaults.batch_size) == \
+        (3, 128, (48, 64, 96), (5, 5, 3), 1, False, "lstm", False, 0.3, 0.0001, 9.0, 8)
     assert hparams.ARCHITECTURE == ("num_layers", "num_nodes", "num_conv", "conv_len",
-                                    "time_stride", "cell", "batch_norm", "classes")
+                                    "time_stride", "positions", "cell", "batch_norm",
+                                    "classes")
 
 
 def test_flags_are_derived_from_the_declaration():
@@ -114,7 +116,7 @@ def test_the_recipe_file_sets_hyperparameters_only_and_within_their_checks():
     flag_values(["prog", f"--flagfile={path}"])
     overrides = cli.from_flags(hparams.HParams, flag_values, only_present=True)
     with open(path) as f:
-        named = {line[2:].split("=")[0] for line in f if line.startswith("--")}
+        named = {line[2:].strip().split("=")[0] for line in f if line.startswith("--")}
     assert named and set(overrides) == named
     recipe = hparams.HParams(**overrides)
     assert all(getattr(recipe, name) != getattr(hparams.HParams(), name) for name in named)

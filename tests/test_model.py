@@ -35,11 +35,13 @@ def pad(inks, length, value=0.0):
     return batch, np.array([len(i) for i in inks], dtype=np.int32)
 
 
-@pytest.mark.parametrize("cell, rnn_kernel, batch_norm, time_stride", [
-    ("lstm", "loop", False, 1), ("lstm", "loop", True, 1), ("lstm", "block", False, 1),
-    ("lstm", "cudnn", True, 1), ("gru", "loop", False, 1), ("lstm", "block", False, 2),
-    ("lstm", "loop", True, 3)])
-def test_padding_never_changes_a_drawings_logits(cell, rnn_kernel, batch_norm, time_stride):
+@pytest.mark.parametrize("cell, rnn_kernel, batch_norm, time_stride, positions", [
+    ("lstm", "loop", False, 1, False), ("lstm", "loop", True, 1, False),
+    ("lstm", "block", False, 1, False), ("lstm", "cudnn", True, 1, False),
+    ("gru", "loop", False, 1, False), ("lstm", "block", False, 2, False),
+    ("lstm", "loop", True, 3, False), ("lstm", "loop", False, 1, True)])
+def test_padding_never_changes_a_drawings_logits(cell, rnn_kernel, batch_norm, time_stride,
+                                                 positions):
     inks = real_inks()
     short = min(inks, key=len)
     longest = max(len(i) for i in inks)
@@ -50,7 +52,7 @@ def test_padding_never_changes_a_drawings_logits(cell, rnn_kernel, batch_norm, t
         lengths = tf.compat.v1.placeholder(tf.int32, [None])
         logits = model.logits_fn(ink, lengths, dataclasses.replace(
             PARAMS, cell=cell, rnn_kernel=rnn_kernel, batch_norm=batch_norm,
-            time_stride=time_stride), training=False)
+            time_stride=time_stride, positions=positions), training=False)
         session = tf.compat.v1.Session()
         session.run(tf.compat.v1.global_variables_initializer())
 
@@ -70,6 +72,21 @@ def test_padding_never_changes_a_drawings_logits(cell, rnn_kernel, batch_norm, t
         np.testing.assert_allclose(other, alone, rtol=0, atol=2e-5)
     np.testing.assert_allclose(every_batched, every_alone, rtol=0, atol=2e-5)
     assert np.abs(alone).max() > 1e-3  # the logits are not trivially zero
+
+
+def test_positions_are_the_points_in_their_bounding_box():
+    with open(os.path.join(QUICKDRAW, "owl.ndjson"), "rb") as f:
+        parsed = drawing.parse_lines([next(f) for _ in range(5)])
+    inks = drawing.split_ink(*drawing.points_to_ink(parsed.points, parsed.lengths))
+    batch, lengths = pad(inks, max(len(i) for i in inks) + 4, value=3.0)
+    mask = tf.sequence_mask(lengths, batch.shape[1], dtype=tf.float32)[:, :, None]
+    got = model.positions(tf.constant(batch), mask).numpy()
+    for i, points in enumerate(np.split(parsed.points, np.cumsum(parsed.lengths)[:-1])):
+        lower, upper = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
+        # Every point but the first (which the ink drops), scaled to [0, 1] as the ink was.
+        np.testing.assert_allclose(got[i, :lengths[i]], ((points[:, :2] - lower)
+                                                         / (upper - lower))[1:], atol=1e-5)
+        assert not got[i, lengths[i]:].any()
 
 
 def test_metrics_against_a_hand_computed_example():
