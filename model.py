@@ -1,6 +1,7 @@
 """The tutorial's drawing classifier as a tf.estimator model_fn (TF 2.15, graph mode).
 
-ink [batch, time, 3] -> conv1d stack (its last layer strided along time with --time_stride)
+ink [batch, time, 3] (with --positions, each point's place in the drawing's box beside it) ->
+conv1d stack (its last layer strided along time with --time_stride)
 -> bidirectional recurrent stack (recurrent.py) -> sum over each drawing's valid time steps ->
 dense -> logits over the classes. `params` is an hparams.HParams.
 
@@ -83,8 +84,9 @@ def positions(ink, mask):
 
     The ink holds offsets from the previous point, starting at the second point: their running
     sum is each point's position relative to the first, and the box's corner is the least of
-    those (the first point's 0 included). Padding is zero, so the running sum repeats the last
-    point's position past the end and the least over all steps is the least over valid ones."""
+    those (the first point's 0 included). The offsets are masked to zero past the end, so the
+    running sum repeats the last point's position there and the least over all steps is the
+    least over the valid ones."""
     relative = tf.cumsum(ink[:, :, :2] * mask, axis=1)
     corner = tf.minimum(tf.reduce_min(relative, axis=1, keepdims=True), 0.0)
     return (relative - corner) * mask
