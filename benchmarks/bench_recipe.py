@@ -71,7 +71,8 @@ def settings(name):
     """What a run's result depends on besides its seed: its flags, the recipe file's lines."""
     if name == "peer":
         return ["peer_torch.py --bucket --batch 32 --lr 0.001", "malloc: the faster"]
-    lines = list(RUN_FLAGS[name])
+    # The recipe file by its path in the repository, so that results.json matches in any clone.
+    lines = [flag.replace(REPO + os.sep, "") for flag in RUN_FLAGS[name]]
     if name == "recipe":
         with open(os.path.join(REPO, "recipes", "fast.flags")) as f:
             lines += [line.strip() for line in f if line.strip().startswith("--")]

@@ -12,20 +12,26 @@ from cli import UserError
 from conftest import SMALL_HPARAMS, eval_lines, train_config
 
 
-def test_checkpoint_and_saved_model_agree(trained, quickdraw_subset):
-    model_dir, _ = trained
+def agreeing_predictions(model_dir, lines):
+    """The predictions of model_dir's latest checkpoint for lines, once it is asserted that its
+    latest export predicts the same (in batches of another size)."""
     from_checkpoint = classifier.load(classifier.PredictConfig(model_dir=str(model_dir)))
     from_export = classifier.load(classifier.PredictConfig(
         saved_model=serving.export_dirs(str(model_dir), "latest")[-1]))
     assert from_checkpoint.classes == from_export.classes == [
         "butterfly", "circle", "square", "triangle"]
-    lines = eval_lines(quickdraw_subset)[::8]
     a = list(from_checkpoint.classify_lines(lines, batch_size=7))
     b = list(from_export.classify_lines(lines, batch_size=64))
     assert len(a) == len(b) == len(lines)
     for x, y in zip(a, b):
         assert x.line == y.line and x.word == y.word and x.classes == y.classes
         np.testing.assert_allclose(x.probabilities, y.probabilities, atol=1e-5)
+    return a
+
+
+def test_checkpoint_and_saved_model_agree(trained, quickdraw_subset):
+    model_dir, _ = trained
+    a = agreeing_predictions(model_dir, eval_lines(quickdraw_subset)[::8])
     assert sum(x.classes[0] == x.word for x in a) > 0.6 * len(a)
 
 
@@ -34,16 +40,8 @@ def test_positions_are_computed_alike_from_a_checkpoint_and_in_the_export(
     # --positions derives features from the ink inside the graph; the export must rebuild them.
     training.train_and_evaluate(train_config(dataset, tmp_path, steps=30, hparams={
         **SMALL_HPARAMS, "positions": True}))
-    from_checkpoint = classifier.load(classifier.PredictConfig(model_dir=str(tmp_path)))
-    from_export = classifier.load(classifier.PredictConfig(
-        saved_model=serving.export_dirs(str(tmp_path), "latest")[-1]))
     assert hparams.load(str(tmp_path)).positions
-    lines = eval_lines(quickdraw_subset)[::16]
-    a = list(from_checkpoint.classify_lines(lines))
-    b = list(from_export.classify_lines(lines))
-    assert len(a) == len(b) == len(lines)
-    for x, y in zip(a, b):
-        np.testing.assert_allclose(x.probabilities, y.probabilities, atol=1e-5)
+    agreeing_predictions(tmp_path, eval_lines(quickdraw_subset)[::16])
 
 
 def test_bad_lines_are_skipped_with_their_reasons(trained, quickdraw_subset):

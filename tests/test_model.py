@@ -81,7 +81,7 @@ def test_positions_are_the_points_in_their_bounding_box():
     batch, lengths = pad(inks, max(len(i) for i in inks) + 4, value=3.0)
     mask = tf.sequence_mask(lengths, batch.shape[1], dtype=tf.float32)[:, :, None]
     got = model.positions(tf.constant(batch), mask).numpy()
-    for i, points in enumerate(np.split(parsed.points, np.cumsum(parsed.lengths)[:-1])):
+    for i, points in enumerate(drawing.split_ink(parsed.points, parsed.lengths)):
         lower, upper = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
         # Every point but the first (which the ink drops), scaled to [0, 1] as the ink was.
         np.testing.assert_allclose(got[i, :lengths[i]], ((points[:, :2] - lower)
