@@ -26,8 +26,14 @@ included, as the user waits for them). Runs:
 
 Prints each run's curve and a summary table (final top-1, mean over seeds), writes
 results.json to --output_dir and the curves as a PNG to --plot. Runs of earlier invocations
-with the same --minutes and settings (flags, the recipe file) stay in results.json, the table
-and the plot unless run again: seeds can be added one invocation at a time.
+with the same settings (flags, the recipe file) stay in results.json unless run again, and
+in the table and the plot if they had the same --minutes: seeds can be added one invocation
+at a time. With recipe runs at two or more --minutes, it also prints a projection: a power
+law, error = a * drawings^-b, through the mean end error at each budget against the drawings
+seen, and the drawings, steps and hours it needs to reach --target_accuracy.
+
+  python benchmarks/bench_recipe.py --classes=345 --minutes=5 --seeds=0 --runs=recipe
+  python benchmarks/bench_recipe.py --classes=345 --minutes=20 --seeds=0 --runs=recipe
 """
 
 import glob
@@ -56,6 +62,7 @@ flags.DEFINE_integer("eval_sample", 5000, "345 classes: eval drawings of each ev
                      "during training.")
 flags.DEFINE_string("torch_python", os.path.join(REPO, "..", "torch-venv", "bin", "python"),
                     "A Python with torch installed, for the peer.")
+flags.DEFINE_float("target_accuracy", 0.7, "The projection's top-1 (the tutorial's ~70%).")
 FLAGS = flags.FLAGS
 
 LARGE = ("cat dog horse bird flamingo duck circle scorpion owl monkey butterfly mosquito ant "
@@ -190,6 +197,34 @@ def summary(results):
     return "\n".join(lines)
 
 
+def projection(results, target_accuracy):
+    """Lines on the power law through the recipe's end points at each budget, or None."""
+    import numpy as np
+    by_budget = {}
+    for r in results:
+        if r["run"] == "recipe":
+            batch = next(int(line.split("=")[1]) for line in r["settings"]
+                         if line.startswith("--batch_size="))
+            by_budget.setdefault(r["minutes_budget"], []).append(
+                (r["steps"] * batch, 1 - r["final_accuracy"], r["steps"] * batch / r["minutes"]))
+    if len(by_budget) < 2:
+        return None
+    budgets = sorted(by_budget)
+    drawings, error, per_minute = np.array([np.mean(by_budget[m], axis=0) for m in budgets]).T
+    slope, intercept = np.polyfit(np.log(drawings), np.log(error), 1)
+    lines = [f"recipe at {m:g} minutes: {d:,.0f} drawings seen, error {e:.4f}"
+             for m, d, e in zip(budgets, drawings, error)]
+    lines.append(f"power law: error = {np.exp(intercept):.3g} * drawings^{slope:.3f}")
+    if slope >= 0:
+        return lines + ["the error does not fall with drawings: no projection"]
+    needed = np.exp((np.log(1 - target_accuracy) - intercept) / slope)
+    hours = needed / per_minute[-1] / 60
+    lines.append(f"top-1 {target_accuracy:g} (error {1 - target_accuracy:g}) at {needed:,.0f} "
+                 f"drawings, {needed / batch:,.0f} steps of {batch}, {hours:.1f} hours at the "
+                 f"longest run's {per_minute[-1] / 60:.0f} drawings/s (evaluations included)")
+    return lines
+
+
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -227,8 +262,7 @@ def main(argv):
     results = []
     if os.path.exists(results_file):  # earlier invocations' runs of the same settings
         with open(results_file) as f:
-            results = [r for r in json.load(f) if r.get("settings") == settings(r["run"])
-                       and r.get("minutes_budget") == FLAGS.minutes]
+            results = [r for r in json.load(f) if r.get("settings") == settings(r["run"])]
     for seed in [int(s) for s in FLAGS.seeds]:
         for name in FLAGS.runs:
             if name == "peer":
@@ -237,13 +271,16 @@ def main(argv):
                 result = peer_run(seed, data)
             else:
                 result = train_run(name, seed, data, folder)
-            results = [r for r in results if (r["run"], r["seed"]) != (name, seed)] + [result]
+            results = [r for r in results if (r["run"], r["seed"], r["minutes_budget"])
+                       != (name, seed, FLAGS.minutes)] + [result]
             print(f"{name} seed {seed}: " + ", ".join(
                 f"{m:.1f} min {a:.4f}" for m, _, a in result["curve"]), flush=True)
             with open(results_file, "w") as f:  # after each run
                 json.dump(results, f, indent=1)
-    print(summary(results))
-    plot(results, FLAGS.plot or os.path.join(REPO, "docs", f"recipe_{FLAGS.classes}.png"))
+    budget = [r for r in results if r["minutes_budget"] == FLAGS.minutes]
+    print(summary(budget))
+    plot(budget, FLAGS.plot or os.path.join(REPO, "docs", f"recipe_{FLAGS.classes}.png"))
+    print("\n".join(projection(results, FLAGS.target_accuracy) or []))
 
 
 if __name__ == "__main__":

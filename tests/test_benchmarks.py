@@ -51,3 +51,19 @@ def test_the_step_breakdown_counts_the_flops_bench_speed_counts():
     assert large + loops == pytest.approx(common.lstm_flop_per_point(params) * rows)
     assert bench_step.matmul_flop([3, 5], [7, 5], False, True) == 2 * 3 * 5 * 7
     assert bench_step.matmul_flop([5, 3], [5, 7], True, False) == 2 * 3 * 5 * 7
+
+
+def test_the_projection_follows_the_power_law_through_the_recipe_end_points():
+    import bench_recipe
+
+    def result(run, minutes, steps, error):
+        return {"run": run, "minutes_budget": minutes, "steps": steps, "minutes": minutes,
+                "final_accuracy": 1 - error, "settings": ["--batch_size=32"]}
+    # error = 4 * drawings^-0.25: 0.3 at (4 / 0.3)^4 = 31,604 drawings
+    law = [result("recipe", m, s, 4 * (32 * s) ** -0.25) for m, s in ((5, 100), (10, 300))]
+    lines = bench_recipe.projection(law + [result("tutorial", 10, 10, 0.9)], 0.7)
+    assert lines[2] == "power law: error = 4 * drawings^-0.250"
+    assert lines[3].startswith("top-1 0.7 (error 0.3) at 31,605 drawings, 988 steps of 32, ")
+    assert bench_recipe.projection(law[:1], 0.7) is None
+    rising = [result("recipe", m, 100 * m, 0.4 + m / 100) for m in (5, 10)]
+    assert bench_recipe.projection(rising, 0.7)[-1].endswith("no projection")
