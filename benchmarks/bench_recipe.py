@@ -30,7 +30,7 @@ with the same settings (flags, the recipe file) stay in results.json unless run 
 in the table and the plot if they had the same --minutes: seeds can be added one invocation
 at a time. With recipe runs at two or more --minutes, it also prints a projection: a power
 law, error = a * drawings^-b, through the mean end error at each budget against the drawings
-seen, and the drawings, steps and hours it needs to reach --target_accuracy.
+seen, and the drawings, steps and minutes it needs to reach --target_accuracy.
 
   python benchmarks/bench_recipe.py --classes=345 --minutes=5 --seeds=0 --runs=recipe
   python benchmarks/bench_recipe.py --classes=345 --minutes=20 --seeds=0 --runs=recipe
@@ -218,10 +218,10 @@ def projection(results, target_accuracy):
     if slope >= 0:
         return lines + ["the error does not fall with drawings: no projection"]
     needed = np.exp((np.log(1 - target_accuracy) - intercept) / slope)
-    hours = needed / per_minute[-1] / 60
+    minutes = needed / per_minute[-1]
     lines.append(f"top-1 {target_accuracy:g} (error {1 - target_accuracy:g}) at {needed:,.0f} "
-                 f"drawings, {needed / batch:,.0f} steps of {batch}, {hours:.1f} hours at the "
-                 f"longest run's {per_minute[-1] / 60:.0f} drawings/s (evaluations included)")
+                 f"drawings, {needed / batch:,.0f} steps of {batch}, {minutes:,.0f} minutes at "
+                 f"the longest run's {per_minute[-1] / 60:.0f} drawings/s (evaluations included)")
     return lines
 
 
