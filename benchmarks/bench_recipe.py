@@ -30,10 +30,10 @@ with the same settings (flags, the recipe file) stay in results.json unless run 
 in the table and the plot if they had the same --minutes: seeds can be added one invocation
 at a time. With recipe runs at two or more --minutes, it also prints a projection: a power
 law, error = a * drawings^-b, through the mean end error at each budget against the drawings
-seen, and the drawings, steps and minutes it needs to reach --target_accuracy.
+seen, and the drawings, steps and minutes it needs to reach --target_accuracy (the README's
+projection ran this with --minutes 5, then 10, then 20):
 
   python benchmarks/bench_recipe.py --classes=345 --minutes=5 --seeds=0 --runs=recipe
-  python benchmarks/bench_recipe.py --classes=345 --minutes=20 --seeds=0 --runs=recipe
 """
 
 import glob
@@ -202,7 +202,7 @@ def projection(results, target_accuracy):
     import numpy as np
     by_budget = {}
     for r in results:
-        if r["run"] == "recipe":
+        if r["run"] == "recipe" and "minutes_budget" in r:
             batch = next(int(line.split("=")[1]) for line in r["settings"]
                          if line.startswith("--batch_size="))
             by_budget.setdefault(r["minutes_budget"], []).append(
@@ -271,13 +271,13 @@ def main(argv):
                 result = peer_run(seed, data)
             else:
                 result = train_run(name, seed, data, folder)
-            results = [r for r in results if (r["run"], r["seed"], r["minutes_budget"])
+            results = [r for r in results if (r["run"], r["seed"], r.get("minutes_budget"))
                        != (name, seed, FLAGS.minutes)] + [result]
             print(f"{name} seed {seed}: " + ", ".join(
                 f"{m:.1f} min {a:.4f}" for m, _, a in result["curve"]), flush=True)
             with open(results_file, "w") as f:  # after each run
                 json.dump(results, f, indent=1)
-    budget = [r for r in results if r["minutes_budget"] == FLAGS.minutes]
+    budget = [r for r in results if r.get("minutes_budget") == FLAGS.minutes]
     print(summary(budget))
     plot(budget, FLAGS.plot or os.path.join(REPO, "docs", f"recipe_{FLAGS.classes}.png"))
     print("\n".join(projection(results, FLAGS.target_accuracy) or []))
