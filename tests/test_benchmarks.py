@@ -65,5 +65,10 @@ def test_the_projection_follows_the_power_law_through_the_recipe_end_points():
     assert lines[2] == "power law: error = 4 * drawings^-0.250"
     assert lines[3].startswith("top-1 0.7 (error 0.3) at 31,605 drawings, 988 steps of 32, ")
     assert bench_recipe.projection(law[:1], 0.7) is None
+    assert bench_recipe.projection(law, 0.7, "final_mean_per_class_accuracy") is None
+    for r in law:
+        r["final_mean_per_class_accuracy"] = 1 - (1 - r["final_accuracy"]) / 2
+    assert bench_recipe.projection(law, 0.7, "final_mean_per_class_accuracy")[2] == (
+        "power law: error = 2 * drawings^-0.250")
     rising = [result("recipe", m, 100 * m, 0.4 + m / 100) for m in (5, 10)]
     assert bench_recipe.projection(rising, 0.7)[-1].endswith("no projection")
