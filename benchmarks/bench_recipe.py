@@ -200,6 +200,9 @@ def summary(results):
     return "\n".join(lines)
 
 
+MEASURES = {"final_accuracy": "top-1", "final_mean_per_class_accuracy": "mean per-class accuracy"}
+
+
 def projection(results, target_accuracy, measure="final_accuracy"):
     """Lines on the power law through the recipe's end points at each budget (the
     `measure` of their final evaluations), or None."""
@@ -216,16 +219,17 @@ def projection(results, target_accuracy, measure="final_accuracy"):
     budgets = sorted(by_budget)
     drawings, error, per_minute = np.array([np.mean(by_budget[m], axis=0) for m in budgets]).T
     slope, intercept = np.polyfit(np.log(drawings), np.log(error), 1)
-    lines = [f"{measure}: recipe at {m:g} minutes: {d:,.0f} drawings seen, error {e:.4f}"
+    lines = [f"{MEASURES[measure]}: recipe at {m:g} minutes: {d:,.0f} drawings seen, error {e:.4f}"
              for m, d, e in zip(budgets, drawings, error)]
     lines.append(f"power law: error = {np.exp(intercept):.3g} * drawings^{slope:.3f}")
     if slope >= 0:
         return lines + ["the error does not fall with drawings: no projection"]
     needed = np.exp((np.log(1 - target_accuracy) - intercept) / slope)
     minutes = needed / per_minute[-1]
-    lines.append(f"top-1 {target_accuracy:g} (error {1 - target_accuracy:g}) at {needed:,.0f} "
-                 f"drawings, {needed / batch:,.0f} steps of {batch}, {minutes:,.0f} minutes at "
-                 f"the longest run's {per_minute[-1] / 60:.0f} drawings/s (evaluations included)")
+    lines.append(f"{MEASURES[measure]} {target_accuracy:g} (error {1 - target_accuracy:g}) at "
+                 f"{needed:,.0f} drawings, {needed / batch:,.0f} steps of {batch}, {minutes:,.0f}"
+                 f" minutes at the longest run's {per_minute[-1] / 60:.0f} drawings/s "
+                 "(evaluations included)")
     return lines
 
 
@@ -284,7 +288,7 @@ def main(argv):
     budget = [r for r in results if r.get("minutes_budget") == FLAGS.minutes]
     print(summary(budget))
     plot(budget, FLAGS.plot or os.path.join(REPO, "docs", f"recipe_{FLAGS.classes}.png"))
-    for measure in ("final_accuracy", "final_mean_per_class_accuracy"):
+    for measure in MEASURES:
         print("\n".join(projection(results, FLAGS.target_accuracy, measure) or []))
 
 

@@ -68,7 +68,9 @@ def test_the_projection_follows_the_power_law_through_the_recipe_end_points():
     assert bench_recipe.projection(law, 0.7, "final_mean_per_class_accuracy") is None
     for r in law:
         r["final_mean_per_class_accuracy"] = 1 - (1 - r["final_accuracy"]) / 2
-    assert bench_recipe.projection(law, 0.7, "final_mean_per_class_accuracy")[2] == (
-        "power law: error = 2 * drawings^-0.250")
+    per_class = bench_recipe.projection(law, 0.7, "final_mean_per_class_accuracy")
+    assert per_class[2] == "power law: error = 2 * drawings^-0.250"
+    # 0.3 at (2 / 0.3)^4 = 1,975 drawings
+    assert per_class[3].startswith("mean per-class accuracy 0.7 (error 0.3) at 1,975 drawings, ")
     rising = [result("recipe", m, 100 * m, 0.4 + m / 100) for m in (5, 10)]
     assert bench_recipe.projection(rising, 0.7)[-1].endswith("no projection")
