@@ -63,7 +63,8 @@ flags.DEFINE_integer("eval_sample", 5000, "345 classes: eval drawings of each ev
                      "during training.")
 flags.DEFINE_string("torch_python", os.path.join(REPO, "..", "torch-venv", "bin", "python"),
                     "A Python with torch installed, for the peer.")
-flags.DEFINE_float("target_accuracy", 0.7, "The projection's top-1 (the tutorial's ~70%).")
+flags.DEFINE_float("target_accuracy", 0.7, "The accuracy the projection aims at (the "
+                   "tutorial's ~70% top-1).")
 FLAGS = flags.FLAGS
 
 LARGE = ("cat dog horse bird flamingo duck circle scorpion owl monkey butterfly mosquito ant "
