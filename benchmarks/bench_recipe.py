@@ -131,17 +131,18 @@ def prepare(classes, ndjson_path, folder):
             "peer_data": os.path.join(folder, "ndjson")}
 
 
-def eval_curve(model_dir, start, tag="accuracy"):
-    """[(minutes since start, step, the metric `tag`)] of the run's evaluations, in order."""
+def eval_curves(model_dir, start, tags):
+    """{tag: [(minutes since start, step, value)]} of the run's evaluations, in order, read
+    in one pass over its event files."""
     import tensorflow as tf
-    points = []
+    curves = {tag: [] for tag in tags}
     for path in sorted(glob.glob(os.path.join(model_dir, "eval", "events.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                if value.tag == tag:
-                    points.append(((event.wall_time - start) / 60, event.step,
-                                   value.simple_value))
-    return sorted(points)
+                if value.tag in curves:
+                    curves[value.tag].append(((event.wall_time - start) / 60, event.step,
+                                              value.simple_value))
+    return {tag: sorted(points) for tag, points in curves.items()}
 
 
 def train_run(name, seed, data, folder):
@@ -156,8 +157,8 @@ def train_run(name, seed, data, folder):
                "--save_checkpoints_secs=60", f"--eval_sample={sample}", f"--seed={seed}"]
     start = time.time()
     common.run(command)
-    curve = eval_curve(model_dir, start)
-    per_class = eval_curve(model_dir, start, "mean_per_class_accuracy")
+    curves = eval_curves(model_dir, start, ("accuracy", "mean_per_class_accuracy"))
+    curve, per_class = curves["accuracy"], curves["mean_per_class_accuracy"]
     return {"run": name, "seed": seed, "curve": curve, "final_accuracy": curve[-1][2],
             "final_mean_per_class_accuracy": per_class[-1][2], "steps": curve[-1][1],
             "minutes": (time.time() - start) / 60,
@@ -290,7 +291,9 @@ def main(argv):
     print(summary(budget))
     plot(budget, FLAGS.plot or os.path.join(REPO, "docs", f"recipe_{FLAGS.classes}.png"))
     for measure in MEASURES:
-        print("\n".join(projection(results, FLAGS.target_accuracy, measure) or []))
+        lines = projection(results, FLAGS.target_accuracy, measure)
+        if lines:
+            print("\n".join(lines))
 
 
 if __name__ == "__main__":
