@@ -82,9 +82,9 @@ class HParams:
     batch_size: int = option(8, "Training batch size.", minimum=1)
     rnn_kernel: str = option(
         "auto", "What runs the recurrent layers; every kernel reads the same variables. loop: "
-        "a while loop of matmuls; block: TensorFlow's fused CPU op (lstm only); cudnn: cuDNN "
-        "on a GPU (an error without one); auto: cudnn when a GPU is visible, else loop. "
-        "Exported models run a kernel every device has (lstm: block; gru: loop).",
+        "a while loop of the cell's step; block: TensorFlow's fused op (lstm only); cudnn: "
+        "cuDNN on a GPU (an error without one); auto: cudnn when a GPU is visible, else block "
+        "(lstm) or loop (gru), which exported models run whatever trained them.",
         choices=recurrent.KERNELS)
     classes: tuple = _architecture((), "The class names; a class's index is its position.",
                                    flag=False)

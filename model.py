@@ -106,7 +106,7 @@ def logits_fn(ink, lengths, params, training, kernel=None):
     x = recurrent.bidirectional_stack(
         x, lengths, params.cell, params.num_nodes, params.num_layers,
         params.dropout if training else 0.0,
-        kernel or recurrent.resolve_kernel(params.rnn_kernel))
+        kernel or recurrent.resolve_kernel(params.cell, params.rnn_kernel))
     summed = tf.reduce_sum(x * mask, axis=1)  # over each drawing's valid steps only
     with tf.compat.v1.variable_scope("dense"):
         kernel = tf.compat.v1.get_variable("kernel", [summed.shape[-1], params.num_classes])

@@ -6,16 +6,17 @@ Cells, in the Keras/cuDNN weight layout:
   lstm  gates i, f, c, o; the forget gate's bias starts at 1, nothing is added at run time;
   gru   Keras's reset_after GRU (the cuDNN one): gates z, r, h, input and recurrent biases.
 Kernels:
-  loop   a while loop of matmuls: any cell, any device (the lstm's gradient written by
-         hand); what an exported gru runs;
-  block  TensorFlow's fused op for a whole sequence (lstm: BlockLSTMV2; CPU and GPU
-         kernels); what an exported lstm runs;
+  loop   a while loop of the cell's step, differentiated by TensorFlow: any cell, any
+         device; what the gru runs without a GPU;
+  block  TensorFlow's fused op for a whole sequence with a gradient written by hand (lstm:
+         BlockLSTMV2; CPU and GPU kernels); what the lstm runs without a GPU;
   cudnn  cuDNN's kernel (CudnnRNNV3) given each sequence's length, on a GPU; without a GPU
-         visible, the loop;
-  auto   cudnn when a GPU is visible, else the loop.
+         visible, what auto runs there;
+  auto   cudnn when a GPU is visible, else the cell's fused kernel if it has one, else the
+         loop: what exports run, whatever trained them.
 
 A new cell is one `Cell`: its variables, one step of its loop, its cuDNN mode, and any fused
-kernels or hand-differentiated loop. Every kernel runs right-padded, time-major sequences;
+kernels. Every kernel runs right-padded, time-major sequences;
 `bidirectional_stack` reverses each sequence within its own length for the backward
 direction, so padding never reaches a valid step.
 """
@@ -42,9 +43,6 @@ class Cell:
     cudnn_mode: str         # CudnnRNNV3's rnn_mode
     cudnn_order: tuple      # cuDNN's order of the gate blocks, as indices of ours
     fused: dict = dataclasses.field(default_factory=dict)  # kernel -> fn(x, weights, lengths)
-    # (time-major x, weights) -> outputs: the loop kernel with a hand-written gradient;
-    # without it, autodiff of `step`'s loop.
-    recurrence: typing.Optional[typing.Callable] = None
 
 
 def _lstm_step(x_t, state, recurrent_kernel, _):
@@ -55,98 +53,70 @@ def _lstm_step(x_t, state, recurrent_kernel, _):
     return h, (h, c)
 
 
-def _lstm_recurrence(x, weights):
-    """The LSTM over time-major x [time, batch, in] -> h [time, batch, units], with a
-    hand-written gradient.
+def _swap_f_g(tensor):
+    """The gate blocks of the last axis from the kernels' order (i, f, g, o) to the one-step
+    fused ops' (i, g, f, o), and back: the swap is its own inverse. (A gather of the columns
+    took 30x as long.)"""
+    i, f, g, o = tf.split(tensor, 4, axis=-1)
+    return tf.concat([i, g, f, o], axis=-1)
 
-    Autodiff of the loop runs about three times the forward's ops a step and computes the
-    recurrent kernel's gradient as one small matmul a step. Here the forward loop saves the
-    activations it computes anyway; everything the backward pass can compute for all steps
-    at once (the activations' derivatives) is computed outside its loop, whose steps are a
-    matmul and a few products; the recurrent kernel's gradient is one large matmul after it.
 
-    The gates come from one tanh a step, as sigmoid(z) = (tanh(z / 2) + 1) / 2 and
-    TensorFlow's CPU sigmoid took twice a tanh's time here (a forward step 1.2x faster): the
-    sigmoid gates' columns of the kernels and the bias are halved before the matmuls (small
-    tensors, once a training step), so the loop runs on z' = z * scale.
+def _block_lstm(x, weights, _lengths):
+    """The LSTM over time-major x [time, batch, in] -> h [time, batch, units], every step
+    run (the lengths are not needed).
+
+    Forward, TensorFlow's fused op for the whole sequence (BlockLSTMV2; CPU and GPU kernels):
+    it keeps every activation the gradient needs. The gradient is written by hand: a loop of
+    TensorFlow's fused one-step LSTM gradient (LSTMBlockCellGrad) and one matmul a step, the
+    weights' gradients as large matmuls after it. TensorFlow's own gradient of the fused op
+    (BlockLSTMGradV2) computes those as small matmuls every step (a layer's forward and
+    gradient 1.3x slower at batch 64, 3.3x at 8), and autodiff of a loop of the step runs
+    about three times the forward's ops a step.
     """
     kernel, recurrent_kernel, bias = weights
     units = recurrent_kernel.shape[0]
-    # i, f, g, o: halved for the sigmoid gates, kept for the tanh one; activations are
-    # tanh(z') * scale + offset.
-    scale = tf.constant([0.5] * (2 * units) + [1.0] * units + [0.5] * units)
-    offset = tf.constant([0.5] * (2 * units) + [0.0] * units + [0.5] * units)
 
     @tf.custom_gradient
-    def run(projected, recurrent_kernel):
-        # Few ops a step and no copies, as their count, not their arithmetic, bounds small
-        # batches: a step is read as tensor[t] (a view of the whole tensor; no autodiff runs
-        # through the loop, so this costs nothing in the gradient) and saves three tensors
-        # as they are (a TensorArray write keeps the tensor): the gates before their split,
-        # c and h. What else the gradient needs (tanh(c), the split gates) is computed
-        # after the loop for all steps at once: each saved tensor is a loop variable and a
-        # write a step, and seven of them made training 1.08x slower at batch 8 (as fast
-        # at batch 64).
-        steps = tf.shape(projected)[0]
-        zeros = tf.zeros_like(projected[0][..., :units])
-
-        def step(t, h, c, arrays):
-            z = projected[t] + tf.matmul(h, recurrent_kernel)
-            gates = tf.tanh(z) * scale + offset
-            i, f, g, o = tf.split(gates, 4, axis=-1)
-            c = f * c + i * g
-            h = o * tf.tanh(c)
-            saved = (gates, c, h)
-            return t + 1, h, c, tuple(a.write(t, v) for a, v in zip(arrays, saved))
-
-        _, _, _, arrays = tf.while_loop(
-            lambda t, *_: t < steps, step,
-            (0, zeros, zeros, tuple(tf.TensorArray(tf.float32, size=steps) for _ in range(3))))
-        gates, cs, hs = (a.stack() for a in arrays)
-        i, f, g, o = tf.split(gates, 4, axis=-1)
-        tanh_c = tf.tanh(cs)
+    def run(x, kernel, recurrent_kernel, bias):
+        steps, batch = tf.unstack(tf.shape(x)[:2])
+        zeros = tf.zeros(tf.stack([batch, units]))
+        no_peephole = tf.zeros([units])
+        # All steps: past seq_len_max the op leaves the gates unset, which the gradient reads.
+        i, cs, f, o, g, tanh_c, hs = tf.raw_ops.BlockLSTMV2(
+            seq_len_max=tf.cast(steps, tf.int64), x=x, cs_prev=zeros,
+            h_prev=zeros, w=tf.concat([kernel, recurrent_kernel], axis=0), wci=no_peephole,
+            wcf=no_peephole, wco=no_peephole, b=bias, use_peephole=False)
 
         def gradient(d_hs):
+            no_input = tf.zeros(tf.stack([batch, 0]))
             c_prev = tf.concat([zeros[None], cs[:-1]], axis=0)
-            # With dh and dc a step's gradients of h and c: dc += dh * through_h, and the
-            # pre-activations' gradient is [dc, dc, dc, dh] * factors.
-            through_h = o * (1 - tanh_c * tanh_c)
-            # (The derivatives by z, divided by the scale: they are by z'.)
-            factors = tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g),
-                                 tanh_c * o * (1 - o)], axis=-1) * (1 / scale)
-
+            recurrent_swapped = _swap_f_g(recurrent_kernel)
             # Transposed once: a matmul with transpose_b=True ran 1.3x slower a step here.
-            transposed_kernel = tf.transpose(recurrent_kernel)
+            recurrent_swapped_t = tf.transpose(recurrent_swapped)
 
             def back(t, dh_later, dc_later, dzs):
-                dh = d_hs[t] + dh_later
-                dc = dc_later + dh * through_h[t]
-                dz = tf.concat([dc, dc, dc, dh], axis=-1) * factors[t]
-                return t - 1, tf.matmul(dz, transposed_kernel), dc * f[t], dzs.write(t, dz)
+                # x, h_prev, w and b only give the op its shapes (x is [batch, 0]).
+                dc, dz, _, _, _ = tf.raw_ops.LSTMBlockCellGrad(
+                    x=no_input, cs_prev=c_prev[t], h_prev=zeros, w=recurrent_swapped,
+                    wci=no_peephole, wcf=no_peephole, wco=no_peephole, b=bias, i=i[t],
+                    cs=cs[t], f=f[t], o=o[t], ci=g[t], co=tanh_c[t], cs_grad=dc_later,
+                    h_grad=d_hs[t] + dh_later, use_peephole=False)
+                return t - 1, tf.matmul(dz, recurrent_swapped_t), dc, dzs.write(t, dz)
 
             _, _, _, dzs = tf.while_loop(
                 lambda t, *_: t >= 0, back,
                 (steps - 1, zeros, zeros, tf.TensorArray(tf.float32, size=steps)))
-            dzs = dzs.stack()
-            h_prev = tf.concat([zeros[None], hs[:-1]], axis=0)
-            return dzs, tf.matmul(tf.reshape(h_prev, [-1, units]),
-                                  tf.reshape(dzs, [-1, 4 * units]), transpose_a=True)
+            dzs = tf.reshape(dzs.stack(), [-1, 4 * units])  # gates i, g, f, o
+            h_prev = tf.reshape(tf.concat([zeros[None], hs[:-1]], axis=0), [-1, units])
+            # The small tensors are swapped to match dzs, not dzs to match them.
+            d_x = tf.matmul(dzs, _swap_f_g(kernel), transpose_b=True)
+            d_weights = (tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), dzs, transpose_a=True),
+                         tf.matmul(h_prev, dzs, transpose_a=True), tf.reduce_sum(dzs, axis=0))
+            return (tf.reshape(d_x, tf.shape(x)), *(_swap_f_g(d) for d in d_weights))
 
         return hs, gradient
 
-    return run(project(x, kernel * scale, bias * scale), recurrent_kernel * scale)
-
-
-def _block_lstm(x, weights, lengths):
-    kernel, recurrent_kernel, bias = weights
-    units = recurrent_kernel.shape[0]
-    zeros = tf.zeros([tf.shape(x)[1], units])
-    no_peephole = tf.zeros([units])
-    outputs = tf.raw_ops.BlockLSTMV2(
-        seq_len_max=tf.cast(tf.reduce_max(lengths), tf.int64), x=x, cs_prev=zeros,
-        h_prev=zeros, w=tf.concat([kernel, recurrent_kernel], axis=0), wci=no_peephole,
-        wcf=no_peephole, wco=no_peephole, b=bias, use_peephole=False)
-    return outputs[-1]  # h: [time, batch, units]
+    return run(x, kernel, recurrent_kernel, bias)
 
 
 def _gru_step(x_t, state, recurrent_kernel, recurrent_bias):
@@ -166,7 +136,7 @@ CELLS = {
                                            tf.zeros([2 * units])], axis=0),
         split_bias=lambda bias: (bias, None),  # one bias, added to the input projection
         state_size=2, step=_lstm_step, cudnn_mode="lstm", cudnn_order=(0, 1, 2, 3),
-        fused={"block": _block_lstm}, recurrence=_lstm_recurrence),
+        fused={"block": _block_lstm}),
     "gru": Cell(
         gates=3,
         make_bias=lambda units: tf.zeros([2 * 3 * units]),
@@ -185,18 +155,20 @@ def gpu_visible():
     return bool(tf.config.list_logical_devices("GPU"))
 
 
-def resolve_kernel(kernel):
-    """The kernel that will run: auto and cudnn become the loop without a GPU."""
+def resolve_kernel(cell_name, kernel):
+    """The kernel that will run: auto and cudnn become cudnn with a GPU visible, else what
+    an export runs."""
     if kernel in ("auto", "cudnn"):
-        return "cudnn" if gpu_visible() else "loop"
+        return "cudnn" if gpu_visible() else portable(cell_name)
     return kernel
 
 
 def portable(cell_name):
     """What an exported model runs: a kernel every device has, as a SavedModel holding
-    CudnnRNNV3 (what training on a GPU builds) could not run on a CPU. The lstm's fused op
-    has CPU and GPU kernels and classifies one drawing 1.3-1.5x faster than the loop (one op
-    a sequence instead of a dozen a step; measured with benchmarks/bench_serve.py)."""
+    CudnnRNNV3 (what training on a GPU builds) could not run on a CPU; on a CPU also the
+    fastest. The lstm's fused op has CPU and GPU kernels, classifies one drawing 1.3-1.5x
+    faster than a loop (one op a sequence instead of a dozen a step; measured with
+    benchmarks/bench_serve.py) and, with its gradient, trains faster (docs/design.md)."""
     return "block" if "block" in CELLS[cell_name].fused else "loop"
 
 
@@ -234,16 +206,13 @@ def project(x, kernel, bias):
                       tf.concat([tf.shape(x)[:2], [-1]], 0))
 
 
-def loop(cell, x, weights, autodiff=False):
+def loop(cell, x, weights):
     """The cell over time-major x [time, batch, in] as a while loop -> [time, batch, units].
 
     The input projection of all steps is one matmul before the loop. The loop reads its steps
     from a TensorArray: indexing a tensor instead makes each step's gradient a full-size
-    tensor, quadratic in the length. autodiff: differentiate the loop of cell.step even if
-    the cell has a hand-written recurrence (to check one against the other).
+    tensor, quadratic in the length.
     """
-    if cell.recurrence and not autodiff:
-        return cell.recurrence(x, weights)
     kernel, recurrent_kernel, bias = weights
     input_bias, recurrent_bias = cell.split_bias(bias)
     steps, batch = tf.unstack(tf.shape(x)[:2])

@@ -9,13 +9,13 @@ On bench_speed.py's drawings (the first 500 of each of the 17 large classes), in
   pinned to one CPU, one thread for ops and one for scheduling them);
 - the 4096^3 fp32 matmul peak on every core and on one;
 - on one core, the step's large matmuls at its shapes (batch x the mean drawing's points
-  rows): for each layer and direction the input projection, its input and kernel gradients
-  and the recurrent kernel's gradient, which hold all the recurrent layers' FLOPs but the
-  per-step matmuls of the loops.
+  rows): for each layer and direction the gradients of the input, the kernel and the
+  recurrent kernel, which hold all the recurrent layers' FLOPs but the forward's (the fused
+  op's matmul a step) and the backward loop's (one [batch, 512] x [512, 128] a step).
 
 It prints the one-core step's GFLOP/s against the one-core peak and how much of its time the
-large matmuls take; the rest is the loops (a [batch, 128] x [128, 512] matmul and a dozen
-small ops a step) and everything else. How well two cores share the step is the all-core
+large matmuls take; the rest is the forward op, the backward loop (a matmul and the fused
+one-step gradient a step) and everything else. How well two cores share the step is the all-core
 rate over the one-core rate times the cores.
 """
 
@@ -40,13 +40,12 @@ FLAGS = flags.FLAGS
 
 def large_matmul_shapes(rows, params):
     """(a, b, transpose_a, transpose_b) of each large matmul of one direction's training step
-    over `rows` points: for each layer, the input projection, its input and kernel gradients
-    and the recurrent kernel's gradient."""
+    over `rows` points: for each layer, the gradients of its input, its kernel and its
+    recurrent kernel."""
     units = 4 * params.num_nodes
     shapes, inputs = [], params.num_conv[-1]
     for _ in range(params.num_layers):
-        shapes += [([rows, inputs], [inputs, units], False, False),
-                   ([rows, units], [inputs, units], False, True),
+        shapes += [([rows, units], [inputs, units], False, True),
                    ([rows, inputs], [rows, units], True, False),
                    ([rows, params.num_nodes], [rows, units], True, False)]
         inputs = 2 * params.num_nodes
@@ -128,8 +127,8 @@ def main(_):
     print(f"  its large matmuls: {large_share:.0%} of the FLOPs at "
           f"{median(r['flop_per_point'] / r['seconds_per_point'] for r in rounds) / 1e9:.0f} "
           f"GFLOP/s, {large_time:.0%} of its time")
-    print(f"  the rest: the loops' per-step matmuls ({1 - large_share:.0%} of the FLOPs) and "
-          f"all other ops, {1 - large_time:.0%}")
+    print(f"  the rest: the forward op and the backward loop ({1 - large_share:.0%} of the "
+          f"FLOPs) and all other ops, {1 - large_time:.0%}")
     print(f"all cores:  {all_:8.0f} points/s, {all_ * flop / 1e9:6.1f} GFLOP/s, "
           f"{median(r['all'] * flop / 1e9 / r['all_peak_gflops'] for r in rounds):.0%} of "
           f"their peak ({mid('all_peak_gflops'):.0f} GFLOP/s, "

@@ -44,11 +44,15 @@ def test_the_step_breakdown_counts_the_flops_bench_speed_counts():
     rows = 1000
     large = 2 * sum(bench_step.matmul_flop(*shape)
                     for shape in bench_step.large_matmul_shapes(rows, params))
-    # What the large ones leave out: each loop step's h @ recurrent_kernel, forward and
-    # backward, in each layer and direction.
-    units = params.num_nodes
-    loops = params.num_layers * 2 * 2 * (2 * units * 4 * units) * rows
-    assert large + loops == pytest.approx(common.lstm_flop_per_point(params) * rows)
+    # What the large ones leave out: the forward's matmuls, [x_t, h] @ [kernel;
+    # recurrent_kernel] a step, and the backward loop's dz @ recurrent_kernel^T, in each
+    # layer and direction.
+    units, inputs = params.num_nodes, params.num_conv[-1]
+    forward = sum(2 * (i + units) * 4 * units
+                  for i in [inputs] + [2 * units] * (params.num_layers - 1))
+    backward_loop = params.num_layers * 2 * units * 4 * units
+    left_out = 2 * (forward + backward_loop) * rows  # both directions
+    assert large + left_out == pytest.approx(common.lstm_flop_per_point(params) * rows)
     assert bench_step.matmul_flop([3, 5], [7, 5], False, True) == 2 * 3 * 5 * 7
     assert bench_step.matmul_flop([5, 3], [5, 7], True, False) == 2 * 3 * 5 * 7
 

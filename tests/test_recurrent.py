@@ -35,7 +35,8 @@ def run_stack(cell, kernel, x, lengths, seed=5):
                                            ("gru", ("loop", "cudnn"))])
 def test_kernels_of_a_cell_share_variables_and_agree(cell, kernels):
     x, lengths = sequences()
-    results = {k: run_stack(cell, recurrent.resolve_kernel(k), x, lengths) for k in kernels}
+    results = {k: run_stack(cell, recurrent.resolve_kernel(cell, k), x, lengths)
+               for k in kernels}
     outputs, names, _ = results["loop"]
     gates = recurrent.CELLS[cell].gates
     assert ("rnn/layer_1/bw/recurrent_kernel", [UNITS, gates * UNITS]) in names
@@ -142,7 +143,7 @@ def test_cudnn_parameter_buffer_gives_the_same_cell_as_the_loop(cell):
                                atol=1e-5)
 
 
-def test_lstm_hand_written_gradient_matches_autodiff():
+def test_lstm_block_kernels_hand_written_gradient_matches_autodiff_of_the_loop():
     x, lengths = sequences(seed=3)
     x = np.transpose(x, [1, 0, 2])  # time-major
     rng = np.random.default_rng(4)
@@ -153,20 +154,27 @@ def test_lstm_hand_written_gradient_matches_autodiff():
     upstream = rng.normal(size=(30, 5, UNITS)).astype(np.float32)
     upstream[np.arange(30)[:, None] >= lengths] = 0
     results = []
-    for autodiff in (False, True):
+    for kernel in ("block", "loop"):
         with tf.Graph().as_default():
             inputs = tf.constant(x)
             tensors = [tf.constant(w) for w in weights]
-            outputs = recurrent.loop(cell, inputs, tensors, autodiff=autodiff)
+            if kernel == "block":
+                outputs = cell.fused["block"](inputs, tensors, tf.constant(lengths))
+            else:
+                outputs = recurrent.loop(cell, inputs, tensors)
             loss = tf.reduce_sum(outputs * upstream)
             grads = tf.gradients(loss, [inputs] + tensors)
-            uses_custom = any("CustomGradient" in op.name or op.type == "IdentityN"
-                              for op in tf.compat.v1.get_default_graph().get_operations())
+            graph_def = tf.compat.v1.get_default_graph().as_graph_def()
+            types = {node.op for node in graph_def.node} | {  # the loops' bodies too
+                node.op for function in graph_def.library.function for node in function.node_def}
             with tf.compat.v1.Session() as session:
-                results.append((session.run([outputs] + grads), uses_custom))
-    (custom, custom_used), (reference, reference_used) = results
-    assert custom_used and not reference_used
-    for got, expected in zip(custom, reference):
+                results.append((session.run([outputs] + grads), types))
+    (custom, custom_types), (reference, reference_types) = results
+    assert {"BlockLSTMV2", "LSTMBlockCellGrad"} <= custom_types
+    assert "BlockLSTMGradV2" not in custom_types and "LSTMBlockCellGrad" not in reference_types
+    valid = np.arange(30)[:, None] < lengths
+    np.testing.assert_allclose(custom[0][valid], reference[0][valid], rtol=1e-4, atol=1e-5)
+    for got, expected in zip(custom[1:], reference[1:]):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
