@@ -107,11 +107,16 @@ def _block_lstm(x, weights, _lengths):
                 lambda t, *_: t >= 0, back,
                 (steps - 1, zeros, zeros, tf.TensorArray(tf.float32, size=steps)))
             dzs = tf.reshape(dzs.stack(), [-1, 4 * units])  # gates i, g, f, o
-            h_prev = tf.reshape(tf.concat([zeros[None], hs[:-1]], axis=0), [-1, units])
+            # The first step's h_prev is zero: the recurrent kernel's gradient skips it, so
+            # both operands are views (the first step's rows and the last's cut off). The
+            # bias's gradient is a matmul too: reduce_sum over rows ran slower here (both
+            # 1.03x at batch 64).
+            h_prev = tf.reshape(hs[:-1], [-1, units])
             # The small tensors are swapped to match dzs, not dzs to match them.
             d_x = tf.matmul(dzs, _swap_f_g(kernel), transpose_b=True)
             d_weights = (tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), dzs, transpose_a=True),
-                         tf.matmul(h_prev, dzs, transpose_a=True), tf.reduce_sum(dzs, axis=0))
+                         tf.matmul(h_prev, dzs[batch:], transpose_a=True),
+                         tf.matmul(tf.ones(tf.stack([1, steps * batch])), dzs)[0])
             return (tf.reshape(d_x, tf.shape(x)), *(_swap_f_g(d) for d in d_weights))
 
         return hs, gradient
