@@ -45,6 +45,14 @@ def error_line(result):
     return result.stderr.strip().splitlines()[-1]
 
 
+def graph_op_types(graph_def):
+    """The op types of a graph, its functions' (while loops' bodies, ...) included."""
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
 def quiet(_):
     pass
 

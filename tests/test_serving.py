@@ -9,7 +9,7 @@ import tensorflow as tf
 import data_format
 import drawing
 import serving
-from conftest import QUICKDRAW
+from conftest import QUICKDRAW, graph_op_types
 
 
 def test_in_graph_preprocessing_equals_the_converters():
@@ -95,13 +95,6 @@ def test_the_signature_survives_any_input(trained):
     np.testing.assert_allclose(run(padded, parsed.lengths[:1])["probabilities"],
                                alone["probabilities"][:1], atol=1e-6)
 
-
-
-def graph_op_types(graph_def):
-    types = {node.op for node in graph_def.node}
-    for function in graph_def.library.function:
-        types |= {node.op for node in function.node_def}
-    return types
 
 
 def test_an_export_made_on_a_gpu_runs_on_a_cpu(trained, dataset, tmp_path, monkeypatch):
