@@ -54,7 +54,8 @@ def convert_large_classes(ndjson_path, work, per_class, eval_per_class=10):
     ndjson, data_dir = os.path.join(work, "ndjson"), os.path.join(work, "data")
     os.makedirs(ndjson)
     for name in sorted(os.listdir(ndjson_path)):
-        path = os.path.join(ndjson_path, name)
+        # Absolute: a link holding a relative path resolves from work/ndjson, not from here.
+        path = os.path.abspath(os.path.join(ndjson_path, name))
         with open(path, "rb") as f:
             if sum(1 for _ in f) >= LARGE_CLASS:
                 os.symlink(path, os.path.join(ndjson, name))
